@@ -1,0 +1,105 @@
+"""The audit pipeline: tree -> facts per file -> joined analyses -> reports per subsection -> findings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .capabilities import Capabilities
+from .compat import CompatIndex
+from .facts.extract import extract_file
+from .facts.model import Description, Diagnostic, FileFacts
+from .findings import Finding, sorted_findings
+from .profile import Profile, load_profile
+from .put_path import CallEdge, Handoff, find_handoffs
+from .tree import QemuTree, open_tree
+from .verdicts import Assessor, SubsectionReport
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything one run learned about a tree, before rules and reports."""
+
+    tree: QemuTree
+    profile: Profile
+    facts: tuple[FileFacts, ...]
+    capabilities: Capabilities
+    handoffs: tuple[Handoff, ...]
+    put_calls: tuple[CallEdge, ...]
+    subsections: tuple[SubsectionReport, ...]
+    diagnostics: tuple[Diagnostic, ...]
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    analysis: Analysis
+    findings: tuple[Finding, ...]
+    tool_version: str = __version__
+
+
+def analyse(root: Path, target: str = "i386", progress: Progress | None = None) -> Analysis:
+    profile = load_profile(target)
+    tree = open_tree(root, profile)
+    facts: list[FileFacts] = []
+    for index, source in enumerate(tree.files):
+        if progress is not None:
+            progress(source.path, index, len(tree.files))
+        facts.append(extract_file(source.path, source.data, profile))
+    roles = {f.path: f.role for f in tree.files}
+
+    def functions_of(*wanted: str) -> list:  # type: ignore[type-arg]
+        return [fn for ff in facts if roles[ff.path] in wanted for fn in ff.functions]
+
+    capabilities = Capabilities(functions_of("kvm", "accel"), profile)
+    handoffs, put_calls = find_handoffs(functions_of("kvm", "helpers", "accel"), profile)
+    compat = CompatIndex(
+        properties=[p for ff in facts if roles[ff.path] == "properties" for p in ff.properties],
+        arrays=[a for ff in facts for a in ff.compat_arrays],
+        machines=[m for ff in facts for m in ff.machines],
+        functions=functions_of("machines"),
+        profile=profile,
+    )
+    descriptions: dict[str, Description] = {}
+    for ff in facts:
+        if roles[ff.path] == "vmstate":
+            for description in ff.descriptions:
+                descriptions.setdefault(description.symbol, description)
+    assessor = Assessor(
+        descriptions,
+        handoffs,
+        functions_of("vmstate", "kvm", "helpers", "accel"),
+        capabilities,
+        compat,
+        profile.cpu_type,
+    )
+    subsections = sorted(assessor.assess_all(), key=lambda r: (r.description.path, r.description.line))
+    diagnostics = [d for ff in facts for d in ff.diagnostics]
+    for role in tree.missing:
+        wanted = " or ".join(profile.files[role])
+        diagnostics.append(Diagnostic(wanted, 0, f"no {role} file in this tree; that part of the analysis is skipped"))
+    return Analysis(
+        tree=tree,
+        profile=profile,
+        facts=tuple(facts),
+        capabilities=capabilities,
+        handoffs=tuple(handoffs),
+        put_calls=tuple(put_calls),
+        subsections=tuple(subsections),
+        diagnostics=tuple(sorted(set(diagnostics), key=lambda d: (d.path, d.line, d.message))),
+    )
+
+
+def audit(root: Path, target: str = "i386", enabled: Callable[[str], bool] | None = None,
+          progress: Progress | None = None) -> AuditResult:
+    from .rules import RULES
+
+    analysis = analyse(root, target, progress)
+    findings: list[Finding] = []
+    for rule in RULES:
+        if enabled is None or enabled(rule.id):
+            findings.extend(rule.check(analysis))
+    return AuditResult(analysis, tuple(sorted_findings(findings)))

@@ -1,0 +1,189 @@
+"""Which symbols carry a host-kernel capability, and where it was probed.
+
+A flag is a host capability because of where its value comes from, not
+because of its `has_` prefix: we follow assignments from the probes the
+profile names (`kvm_check_extension(s, KVM_CAP_*)`, query ioctls such as
+KVM_GET_MSR_INDEX_LIST and the switch over their result, supported CPUID)
+through locals, statics, struct members and accessor return values, until
+nothing changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .facts.model import Assignment, Call, Expression, Function, Guard
+from .profile import Profile
+
+
+@dataclass(frozen=True, order=True)
+class Probe:
+    """Where the host kernel was asked: `KVM_CAP_NESTED_STATE`, `MSR_SMI_COUNT`."""
+
+    name: str
+    kind: str  # kvm-cap, msr-index-list, cpuid, ioctl
+    path: str
+    line: int
+    function: str
+
+
+class Capabilities:
+    """Probes reaching each symbol key, computed over the KVM and accel code."""
+
+    def __init__(self, functions: Iterable[Function], profile: Profile) -> None:
+        self.profile = profile
+        self.probes: dict[str, frozenset[Probe]] = {}
+        # The assignment that first made each key a capability, for evidence.
+        self.origin: dict[str, tuple[str, int]] = {}
+        self._functions = tuple(functions)
+        self._solve()
+
+    # -- queries -----------------------------------------------------------
+
+    def of_expression(self, expression: Expression, function: Function | None = None, line: int = 0) -> frozenset[Probe]:
+        """Probes whose result `expression` depends on (performed at `line` of `function`)."""
+        found = set(self._direct(expression, function, line))
+        for subject in expression.subjects:
+            if not self._is_excluded_subject(subject):
+                found.update(self.probes.get(subject, ()))
+        return frozenset(found)
+
+    def _is_excluded_subject(self, key: str) -> bool:
+        kind, _, rest = key.partition(":")
+        profile = self.profile
+        if kind == "field":
+            return any(rest == f or rest.startswith(f + ".") for f in profile.not_capability_fields)
+        if kind == "call":
+            return rest in profile.not_capability_calls
+        return rest.rsplit(":", 1)[-1] in profile.not_capability_identifiers
+
+    def is_excluded(self, expression: Expression) -> bool:
+        """True for conditions the profile says are never host capabilities."""
+        profile = self.profile
+        if any(call in profile.not_capability_calls for call in expression.calls):
+            return True
+        for path in expression.fields:
+            if any(path == f or path.startswith(f + ".") for f in profile.not_capability_fields):
+                return True
+        return any(s.rsplit(":", 1)[-1] in profile.not_capability_identifiers for s in expression.subjects)
+
+    def capability_subjects(self, expression: Expression) -> list[str]:
+        """The subjects of `expression` that carry a host capability, as keys."""
+        if self.is_excluded(expression):
+            return []
+        keys = [s for s in expression.subjects if self.probes.get(s)]
+        keys.extend(f"call:{c}" for c in expression.calls if self._is_probe_call(c))
+        return sorted(set(keys))
+
+    def is_host_capability(self, expression: Expression) -> bool:
+        return bool(self.capability_subjects(expression))
+
+    # -- fixed point -------------------------------------------------------
+
+    def _is_probe_call(self, name: str) -> bool:
+        p = self.profile
+        return name in p.extension_calls or name in p.cpuid_calls
+
+    def _direct(self, expression: Expression, function: Function | None, line: int) -> list[Probe]:
+        """Probes an expression performs itself."""
+        if function is None:
+            return []
+        found: list[Probe] = []
+        calls = set(expression.calls)
+        path, name = function.path, function.name
+        if calls & self.profile.extension_calls:
+            found.extend(Probe(c, "kvm-cap", path, line, name) for c in expression.constants if c.startswith("KVM_CAP_"))
+        if calls & self.profile.cpuid_calls:
+            found.append(Probe(expression.text, "cpuid", path, line, name))
+        if calls & self.profile.ioctl_calls:
+            found.extend(Probe(c, "ioctl", path, line, name) for c in expression.constants if c in self.profile.query_ioctls)
+        return found
+
+    def _guard_probes(self, guard: Guard, function: Function) -> frozenset[Probe]:
+        probes = frozenset(
+            p for atom in guard.condition.atoms() for p in self.of_expression(atom, function, guard.line)
+        )
+        if not probes or guard.kind != "case" or not guard.label:
+            return probes
+        # A case of a switch over a host query: the case label is the probe
+        # (`case MSR_SMI_COUNT: has_msr_smi_count = true;`).
+        kind = "msr-index-list" if any(p.name == "KVM_GET_MSR_INDEX_LIST" for p in probes) else "case"
+        return frozenset(
+            Probe(label.strip(), kind, function.path, guard.line, function.name) for label in guard.label.split("|")
+        )
+
+    def _assignment_probes(self, assignment: Assignment, function: Function) -> frozenset[Probe]:
+        if assignment.target_is_state and not set(assignment.value.calls) & self.profile.allocation_calls:
+            # Migrated CPU state is guest state: the get path fills it from KVM
+            # under capability checks, which does not make it a capability. The
+            # one exception is a buffer allocated only when the host supports
+            # it (`env->nested_state = g_malloc0(...)`): its presence is one.
+            return frozenset()
+        direct = self.of_expression(assignment.value, function, assignment.line)
+        if direct:
+            return direct
+        # Control dependence: the innermost if/case over a capability decides the
+        # value. Locals such as `ret` are assigned under every kind of check, so
+        # for them only a probe made in the condition itself counts
+        # (`if (kvm_check_extension(s, KVM_CAP_TSC_CONTROL)) { set_ioctl = true; }`).
+        local = assignment.target.startswith("local:")
+        for guard in reversed(assignment.guards):
+            if guard.kind == "early-return":
+                continue
+            if local:
+                probes = frozenset(
+                    p for atom in guard.condition.atoms() for p in self._direct(atom, function, guard.line)
+                )
+            else:
+                probes = self._guard_probes(guard, function)
+            if probes:
+                return probes
+        return frozenset()
+
+    def _query_outputs(self, call: Call, function: Function) -> list[tuple[str, Probe]]:
+        """Buffers a query ioctl fills in: `kvm_ioctl(s, KVM_GET_MSR_INDEX_LIST, kvm_msr_list)`."""
+        if call.callee not in self.profile.ioctl_calls:
+            return []
+        requests = [c for a in call.arguments for c in a.constants if c in self.profile.query_ioctls]
+        if not requests:
+            return []
+        probe = Probe(requests[0], "ioctl", function.path, call.line, function.name)
+        outputs: list[tuple[str, Probe]] = []
+        for argument in call.arguments[2:]:
+            outputs.extend((s, probe) for s in argument.subjects if s.startswith(("local:", "var:")))
+        return outputs
+
+    def _solve(self) -> None:
+        for function in self._functions:
+            for call in function.calls:
+                for key, probe in self._query_outputs(call, function):
+                    self._add(key, frozenset({probe}), (function.path, call.line))
+        for _ in range(20):
+            changed = False
+            for function in self._functions:
+                for assignment in function.assignments:
+                    probes = self._assignment_probes(assignment, function)
+                    if probes and self._add(assignment.target, probes, (function.path, assignment.line)):
+                        changed = True
+                if self._is_probe_call(function.name) or function.name in self.profile.ioctl_calls:
+                    # The result of a probe or ioctl wrapper is judged at each call
+                    # site, by the KVM_CAP_* or request constant its caller passes.
+                    continue
+                returned: set[Probe] = set()
+                for expression in function.returns:
+                    returned.update(self.of_expression(expression, function, function.line))
+                if returned and self._add(f"call:{function.name}", frozenset(returned), (function.path, function.line)):
+                    changed = True
+            if not changed:
+                break
+
+    def _add(self, key: str, probes: frozenset[Probe], origin: tuple[str, int]) -> bool:
+        old = self.probes.get(key, frozenset())
+        new = old | probes
+        if new == old:
+            return False
+        self.probes[key] = new
+        self.origin.setdefault(key, origin)
+        return True
+

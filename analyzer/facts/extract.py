@@ -1,0 +1,78 @@
+"""Parse one file, extract all its facts, and drop the syntax tree."""
+
+from __future__ import annotations
+
+from tree_sitter import Node
+
+from ..preprocess import mask
+from ..profile import Profile
+from ..syntax import Text, error_nodes, line_of, parse
+from .code import Variable, declarator_name, declared_type, extract_function
+from .model import Diagnostic, FileFacts, Function
+from .properties import extract_compat_arrays, extract_machines, extract_properties
+from .vmstate import extract_descriptions
+
+
+def _file_scope(root: Node, text: Text, path: str) -> dict[str, Variable]:
+    """Variables declared at file scope, keyed so that statics stay file-local."""
+    scope: dict[str, Variable] = {}
+    for declaration in root.named_children:
+        if declaration.type != "declaration":
+            continue
+        static = any(text.compact(c) == "static" for c in declaration.children if c.type == "storage_class_specifier")
+        type_name = declared_type(declaration.child_by_field_name("type"), text)
+        for declarator in declaration.children_by_field_name("declarator"):
+            if declarator.type == "function_declarator":
+                continue
+            name = declarator_name(declarator)
+            if name:
+                key = f"var:{path}:{name}" if static else f"var:{name}"
+                scope[name] = Variable(key, type_name)
+    return scope
+
+
+def _enclosing_symbol(node: Node, text: Text) -> str:
+    current: Node | None = node
+    while current is not None and current.parent is not None and current.parent.parent is not None:
+        current = current.parent
+    if current is None:
+        return "file scope"
+    if current.type in ("function_definition", "declaration"):
+        for declarator in current.children_by_field_name("declarator"):
+            name = declarator_name(declarator)
+            if name:
+                return name
+    return "file scope"
+
+
+def extract_file(path: str, source: bytes, profile: Profile) -> FileFacts:
+    """Return every fact of one file; `path` is relative to the tree root."""
+    masked = mask(source)
+    tree = parse(masked.text)
+    root = tree.root_node
+    text = Text(source)
+    diagnostics = [
+        Diagnostic(path, line, "unbalanced preprocessor conditional") for line in masked.unbalanced_lines
+    ]
+    for error in error_nodes(root):
+        snippet = " ".join(text.raw(error).split())[:60] or "(missing token)"
+        diagnostics.append(
+            Diagnostic(path, line_of(error), f"could not parse `{snippet}` in {_enclosing_symbol(error, text)}")
+        )
+    file_scope = _file_scope(root, text, path)
+    functions: list[Function] = []
+    for node in root.named_children:
+        if node.type == "function_definition":
+            function = extract_function(node, text, path, profile, file_scope, masked.condition_at(node.start_byte))
+            if function is not None:
+                functions.append(function)
+    descriptions, description_diagnostics = extract_descriptions(root, text, masked, path)
+    return FileFacts(
+        path=path,
+        descriptions=tuple(descriptions),
+        functions=tuple(functions),
+        properties=tuple(extract_properties(root, text, path, profile)),
+        compat_arrays=tuple(extract_compat_arrays(root, text, path)),
+        machines=tuple(extract_machines(root, text, path, profile)),
+        diagnostics=tuple(sorted({*diagnostics, *description_diagnostics}, key=lambda d: (d.line, d.message))),
+    )

@@ -1,0 +1,202 @@
+"""Immutable records extracted from one C file.
+
+Facts make no decisions: they say what the code contains (a description, a
+call under some conditions, an assignment), never whether it matters. The
+syntax tree is dropped once they are built.
+
+Symbols referenced by expressions are *keys*, strings that are equal across
+files when they denote the same thing:
+
+- `local:<path>:<function>:<name>`  a parameter or local variable
+- `var:<path>:<name>`               a file-static variable
+- `var:<name>`                      a global variable
+- `call:<name>`                     the value returned by a function
+- `field:<Type>.<member>...`        a struct member, rooted at its struct type
+                                    (`CPUX86State` is folded into `X86CPU.env`
+                                    by the target profile)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Expression:
+    """What an expression reads: its text, symbol keys, called functions, constants."""
+
+    text: str
+    subjects: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
+    calls: tuple[str, ...] = ()
+    constants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A boolean condition as a tree of `and`/`or`/`not` over atoms."""
+
+    op: str  # "atom", "not", "and", "or"
+    text: str
+    operands: tuple[Condition, ...] = ()
+    atom: Expression | None = None
+
+    def atoms(self) -> tuple[Expression, ...]:
+        if self.atom is not None:
+            return (self.atom,)
+        return tuple(a for operand in self.operands for a in operand.atoms())
+
+
+@dataclass(frozen=True)
+class Guard:
+    """Code runs only when `condition` evaluates to `holds`.
+
+    kind is `if`, `else`, `early-return` (an earlier `if (c) return;`),
+    `ternary` or `case` (then `label` is the case constant).
+    """
+
+    condition: Condition
+    holds: bool
+    kind: str
+    line: int
+    label: str | None = None
+
+    def describe(self) -> str:
+        text = self.condition.text
+        if self.kind == "case":
+            return f"{text} == {self.label}"
+        if self.holds:
+            return text
+        if text.startswith("!") and "(" not in text[1:2]:
+            inner = text[1:]
+            if inner.replace("_", "").replace("->", "").replace(".", "").isalnum():
+                return inner
+        return f"!({text})"
+
+
+@dataclass(frozen=True)
+class Call:
+    callee: str
+    arguments: tuple[Expression, ...]
+    guards: tuple[Guard, ...]
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class Assignment:
+    target: str  # symbol key written
+    target_text: str
+    value: Expression
+    guards: tuple[Guard, ...]
+    line: int
+    column: int
+    target_is_state: bool  # the target lies inside the migrated CPU state
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    path: str
+    line: int
+    end_line: int
+    static: bool
+    condition: str | None
+    parameters: tuple[str, ...] = ()  # parameter keys, in order
+    calls: tuple[Call, ...] = ()
+    assignments: tuple[Assignment, ...] = ()
+    returns: tuple[Expression, ...] = ()
+    reads: tuple[str, ...] = ()  # every field key the body mentions
+
+
+@dataclass(frozen=True)
+class VMStateField:
+    macro: str
+    path: str  # first argument, whitespace removed
+    struct_type: str | None  # second argument: the type `path` is relative to
+    embeds: str | None  # description embedded by VMSTATE_STRUCT* and friends
+    line: int
+    condition: str | None
+
+
+@dataclass(frozen=True)
+class SubsectionEntry:
+    symbol: str
+    line: int
+    condition: str | None
+
+
+@dataclass(frozen=True)
+class Description:
+    symbol: str
+    path: str
+    line: int
+    column: int
+    name: str | None
+    static: bool
+    condition: str | None
+    needed: str | None = None
+    post_load: str | None = None
+    pre_load: str | None = None
+    pre_save: str | None = None
+    fields: tuple[VMStateField, ...] = ()
+    subsections: tuple[SubsectionEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class PropertyDefinition:
+    """`DEFINE_PROP_BOOL("x-migrate-smi-count", X86CPU, migrate_smi_count, true)`."""
+
+    name: str
+    struct_type: str
+    member: str
+    path: str
+    line: int
+
+
+@dataclass(frozen=True)
+class CompatEntry:
+    driver: str
+    property: str
+    value: str
+    line: int
+
+
+@dataclass(frozen=True)
+class CompatArray:
+    """A `GlobalProperty name[] = { ... }` table of machine-type compat properties."""
+
+    symbol: str
+    path: str
+    line: int
+    entries: tuple[CompatEntry, ...]
+
+
+@dataclass(frozen=True)
+class MachineDefinition:
+    """A machine type registered by a DEFINE_*_MACHINE macro."""
+
+    name: str
+    options_function: str
+    path: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """A region of the tree the analyzer could not understand, or other input trouble."""
+
+    path: str
+    line: int
+    message: str
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    path: str
+    descriptions: tuple[Description, ...] = ()
+    functions: tuple[Function, ...] = ()
+    properties: tuple[PropertyDefinition, ...] = ()
+    compat_arrays: tuple[CompatArray, ...] = ()
+    machines: tuple[MachineDefinition, ...] = ()
+    diagnostics: tuple[Diagnostic, ...] = ()

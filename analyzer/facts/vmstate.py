@@ -1,0 +1,151 @@
+"""VMStateDescription facts: name, callbacks, fields and subsection lists."""
+
+from __future__ import annotations
+
+from tree_sitter import Node
+
+from ..preprocess import MaskedSource
+from ..syntax import Text, column_of, line_of, named_children
+from .model import Description, Diagnostic, SubsectionEntry, VMStateField
+
+CALLBACKS = ("needed", "post_load", "pre_load", "pre_save")
+
+
+def is_description(declaration: Node, text: Text) -> bool:
+    type_node = declaration.child_by_field_name("type")
+    return type_node is not None and text.compact(type_node) == "VMStateDescription"
+
+
+def string_value(node: Node | None, text: Text) -> str | None:
+    """Return the C string a literal (or concatenation of literals) spells, else its text."""
+    if node is None:
+        return None
+    if node.type == "string_literal":
+        return "".join(text.raw(c) for c in node.named_children if c.type in ("string_content", "escape_sequence"))
+    if node.type == "concatenated_string":
+        return "".join(string_value(c, text) or "" for c in named_children(node) if c.type == "string_literal")
+    return text.spaced(node)
+
+
+def _designated(initializer: Node, text: Text) -> dict[str, Node]:
+    """Map `.key = value` pairs of an initializer list to their value nodes."""
+    pairs: dict[str, Node] = {}
+    for pair in named_children(initializer):
+        if pair.type != "initializer_pair":
+            continue
+        designator = pair.child_by_field_name("designator")
+        value = pair.child_by_field_name("value")
+        if designator is not None and value is not None:
+            pairs[text.compact(designator).lstrip(".")] = value
+    return pairs
+
+
+def _list_items(value: Node) -> list[Node]:
+    """Items of `(const T[]) { a, b }` or a bare `{ a, b }`."""
+    if value.type == "compound_literal_expression":
+        inner = value.child_by_field_name("value")
+        return named_children(inner) if inner is not None else []
+    if value.type == "initializer_list":
+        return named_children(value)
+    return []
+
+
+def _identifier(node: Node, text: Text) -> str | None:
+    while node.type in ("pointer_expression", "parenthesized_expression", "cast_expression"):
+        children = named_children(node)
+        if not children:
+            return None
+        node = children[-1]
+    return text.compact(node) if node.type == "identifier" else None
+
+
+def extract_descriptions(
+    root: Node, text: Text, masked: MaskedSource, path: str
+) -> tuple[list[Description], list[Diagnostic]]:
+    descriptions: list[Description] = []
+    diagnostics: list[Diagnostic] = []
+    for declaration in root.named_children:
+        if declaration.type != "declaration" or not is_description(declaration, text):
+            continue
+        storage = {text.compact(c) for c in declaration.children if c.type == "storage_class_specifier"}
+        for declarator in declaration.children_by_field_name("declarator"):
+            if declarator.type != "init_declarator":
+                continue
+            value = declarator.child_by_field_name("value")
+            name_node = declarator.child_by_field_name("declarator")
+            if value is None or name_node is None or value.type != "initializer_list":
+                continue
+            symbol = text.compact(name_node)
+            pairs = _designated(value, text)
+            callbacks = {key: text.compact(pairs[key]) for key in CALLBACKS if key in pairs}
+            fields: list[VMStateField] = []
+            for item in _list_items(pairs["fields"]) if "fields" in pairs else []:
+                field = _field(item, text, masked)
+                if field is None:
+                    diagnostics.append(
+                        Diagnostic(path, line_of(item), f"{symbol}: field entry not understood: {text.spaced(item)[:80]}")
+                    )
+                elif field.macro != "VMSTATE_END_OF_LIST":
+                    fields.append(field)
+            subsections: list[SubsectionEntry] = []
+            for item in _list_items(pairs["subsections"]) if "subsections" in pairs else []:
+                if item.type == "null" or text.compact(item) in ("NULL", "0"):
+                    continue  # the list terminator
+                entry = _identifier(item, text)
+                if entry is None:
+                    diagnostics.append(
+                        Diagnostic(path, line_of(item), f"{symbol}: subsection entry not understood: {text.spaced(item)[:80]}")
+                    )
+                    continue
+                subsections.append(SubsectionEntry(entry, line_of(item), masked.condition_at(item.start_byte)))
+            descriptions.append(
+                Description(
+                    symbol=symbol,
+                    path=path,
+                    line=line_of(declarator),
+                    column=column_of(name_node),
+                    name=string_value(pairs.get("name"), text),
+                    static="static" in storage,
+                    condition=masked.condition_at(declaration.start_byte),
+                    needed=callbacks.get("needed"),
+                    post_load=callbacks.get("post_load"),
+                    pre_load=callbacks.get("pre_load"),
+                    pre_save=callbacks.get("pre_save"),
+                    fields=tuple(fields),
+                    subsections=tuple(subsections),
+                )
+            )
+    return descriptions, diagnostics
+
+
+def _field(item: Node, text: Text, masked: MaskedSource) -> VMStateField | None:
+    if item.type != "call_expression":
+        return None
+    function = item.child_by_field_name("function")
+    arguments = item.child_by_field_name("arguments")
+    if function is None or arguments is None:
+        return None
+    macro = text.compact(function)
+    if not macro.startswith("VMSTATE"):
+        return None
+    args = named_children(arguments)
+    struct_type = None
+    if len(args) > 1:
+        struct_type = text.compact(args[1]).removeprefix("struct").removeprefix("union") or None
+    embeds = None
+    for argument in args[1:]:
+        name = _identifier(argument, text)
+        # VMSTATE_STRUCT*(..., vmstate_foo, ...) embeds a description;
+        # vmstate_info_* are the scalar codecs, not descriptions.
+        if name and name.startswith("vmstate_") and not name.startswith("vmstate_info_"):
+            embeds = name
+            break
+    return VMStateField(
+        macro=macro,
+        path=text.compact(args[0]) if args else "",
+        struct_type=struct_type,
+        embeds=embeds,
+        line=line_of(item),
+        condition=masked.condition_at(item.start_byte),
+    )
+

@@ -1,0 +1,155 @@
+"""Mask the C constructs tree-sitter cannot parse, keeping every byte offset.
+
+tree-sitter does not run the preprocessor. QEMU puts `#ifdef` inside
+initializer lists (the `.subsections` array of `vmstate_x86_cpu`), uses GNU
+case ranges and passes `struct foo` to macros such as `offsetof` and
+`VMSTATE_STRUCT_POINTER`; each of those yields ERROR nodes. Rather than walk
+around the errors, we overwrite those few constructs with spaces of the same
+length, so that the syntax tree still maps onto the original lines and
+columns, and remember which preprocessor condition covers each byte.
+
+Both branches of an `#if`/`#else` stay in the masked text: for a static
+analyzer every branch is code that some build compiles. `#if 0` blocks are
+blanked because no build compiles them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_DIRECTIVE = re.compile(rb"^[ \t]*#[ \t]*(if|ifdef|ifndef|elif|else|endif)\b(.*)$")
+_CASE_RANGE = re.compile(rb"\bcase\b([^:;{}\n]*?)(\.\.\.[^:;{}\n]*?)(?=:)")
+# `struct foo` used as a macro argument: `offsetof(struct foo, bar)`.
+_STRUCT_ARGUMENT = re.compile(rb"(?<=[(,])(\s*)(struct|union)(\s+\w+\s*)(?=[,)])")
+# `offsetof(T, a.b[0].c)`: tree-sitter accepts only a plain member name.
+_OFFSETOF_DESIGNATOR = re.compile(rb"\boffsetof\s*\([^,()]*,\s*\w+([.\[][^()]*?)(?=\))")
+_AUTOFREE = re.compile(rb"\bg_autofree\b")
+_AUTOPTR = re.compile(rb"\bg_autoptr\((\w+)\)")
+_COMMENT_OR_STRING = re.compile(rb'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
+
+
+@dataclass(frozen=True)
+class ConditionalRegion:
+    """Bytes [start, end) are compiled only when `condition` holds."""
+
+    start: int
+    end: int
+    condition: str
+
+
+@dataclass(frozen=True)
+class MaskedSource:
+    text: bytes
+    regions: tuple[ConditionalRegion, ...]
+    unbalanced_lines: tuple[int, ...]
+
+    def condition_at(self, offset: int) -> str | None:
+        """Return the conjunction of preprocessor conditions covering `offset`."""
+        parts = [r.condition for r in self.regions if r.start <= offset < r.end]
+        return " && ".join(parts) if parts else None
+
+
+def _blank(buf: bytearray, start: int, end: int) -> None:
+    for i in range(start, end):
+        if buf[i] not in b"\n":
+            buf[i] = 0x20
+
+
+def _logical_lines(text: bytes) -> list[tuple[int, int]]:
+    """Return (start, end) byte spans of lines, joining backslash continuations."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    length = len(text)
+    while pos < length:
+        end = text.find(b"\n", pos)
+        end = length if end < 0 else end
+        while end < length and end > pos and text[end - 1 : end] == b"\\":
+            nxt = text.find(b"\n", end + 1)
+            end = length if nxt < 0 else nxt
+        spans.append((pos, end))
+        pos = end + 1
+    return spans
+
+
+def _condition_text(kind: str, rest: bytes) -> str:
+    expr = re.sub(rb"/\*.*?\*/|//.*", b"", rest.replace(b"\\\n", b" "))
+    words = " ".join(expr.decode("utf-8", "replace").split())
+    if kind == "ifdef":
+        return words
+    if kind == "ifndef":
+        return f"!{words}"
+    return words
+
+
+def _negate(condition: str) -> str:
+    if re.fullmatch(r"!?[A-Za-z_]\w*", condition):
+        return condition[1:] if condition.startswith("!") else f"!{condition}"
+    return f"!({condition})"
+
+
+def _strip_comments_and_strings(text: bytes) -> bytes:
+    """Same-length copy of `text` with comments and literals blanked, for regex scans."""
+
+    def blank(match: re.Match[bytes]) -> bytes:
+        return re.sub(rb"[^\n]", b" ", match.group(0))
+
+    return _COMMENT_OR_STRING.sub(blank, text)
+
+
+def mask(text: bytes) -> MaskedSource:
+    """Return `text` with conditionals, case ranges and macro quirks blanked."""
+    buf = bytearray(text)
+    code = _strip_comments_and_strings(text)
+    regions: list[ConditionalRegion] = []
+    unbalanced: list[int] = []
+    # Each open conditional: [branch start, condition of this branch, negations so far, #if 0?]
+    stack: list[tuple[int, str, list[str], bool]] = []
+    line_starts = _logical_lines(code)
+    line_no = {start: i + 1 for i, (start, _) in enumerate(line_starts)}
+    for start, end in line_starts:
+        match = _DIRECTIVE.match(code[start:end])
+        if not match:
+            continue
+        kind = match.group(1).decode()
+        _blank(buf, start, end)
+        if kind in ("if", "ifdef", "ifndef"):
+            condition = _condition_text(kind, match.group(2))
+            stack.append((end, condition, [], condition == "0"))
+            continue
+        if not stack:
+            unbalanced.append(line_no[start])
+            continue
+        branch_start, condition, negations, dead = stack.pop()
+        if dead:
+            _blank(buf, branch_start, start)
+        else:
+            regions.append(ConditionalRegion(branch_start, start, " && ".join([*negations, condition])))
+        if kind == "endif":
+            continue
+        negations = [*negations, _negate(condition)]
+        if kind == "else":
+            # An #else is a branch whose own condition is the negation of all before it.
+            last = negations.pop()
+            stack.append((end, last, negations, condition == "1"))
+        else:
+            new_condition = _condition_text("if", match.group(2))
+            stack.append((end, new_condition, negations, new_condition == "0"))
+    for branch_start, condition, negations, _ in stack:
+        unbalanced.append(code.count(b"\n", 0, branch_start) + 1)
+        regions.append(ConditionalRegion(branch_start, len(text), " && ".join([*negations, condition])))
+
+    for m in _CASE_RANGE.finditer(code):
+        _blank(buf, m.start(2), m.end(2))
+    for m in _OFFSETOF_DESIGNATOR.finditer(code):
+        _blank(buf, m.start(1), m.end(1))
+    for m in _STRUCT_ARGUMENT.finditer(code):
+        _blank(buf, m.start(2), m.end(2))
+    for m in _AUTOFREE.finditer(code):
+        _blank(buf, m.start(), m.end())
+    for m in _AUTOPTR.finditer(code):
+        # `g_autoptr(Error) err` parses as the declaration `Error *err`.
+        replacement = m.group(1) + b"*"
+        buf[m.start() : m.end()] = replacement.ljust(m.end() - m.start())
+    regions.sort(key=lambda r: (r.start, -r.end))
+    return MaskedSource(bytes(buf), tuple(regions), tuple(sorted(unbalanced)))

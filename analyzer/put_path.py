@@ -1,0 +1,123 @@
+"""Where migrated CPU state is handed to KVM on the destination.
+
+Starting from the profile's put entry points (`kvm_arch_put_registers`), we
+follow calls into every function the KVM, helper and accel files define,
+carrying the guards of each call site, and record each *handoff*: a member of
+the CPU state passed to a call (`kvm_msr_entry_add(cpu, MSR_X, env->x)`) or
+copied into something outside the state (`events.x = env->x`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .facts.model import Function, Guard
+from .profile import Profile
+
+# A call chain deeper than this is not a put path worth following.
+_MAX_DEPTH = 12
+
+
+@dataclass(frozen=True)
+class Handoff:
+    state_path: str  # X86CPU.env.msr_smi_count
+    function: str
+    path: str
+    line: int
+    column: int
+    how: str  # "passed to kvm_msr_entry_add()", "copied into events.exception_payload"
+    guards: tuple[Guard, ...]  # outermost (entry point) first
+    chain: tuple[str, ...]  # entry point ... function
+
+
+@dataclass(frozen=True)
+class CallEdge:
+    caller: str
+    callee: str
+    path: str
+    line: int
+
+
+def _is_member(path: str, profile: Profile) -> bool:
+    return path.startswith(profile.cpu_type + ".") and path not in profile.state_roots()
+
+
+def _passes_on(callee: str, index: int, by_name: dict[str, list[Function]], sinks: dict[str, set[int]]) -> bool:
+    """Whether argument `index` of a call to `callee` leaves for KVM (or somewhere we cannot see)."""
+    if callee not in by_name:
+        return True
+    # Variadic arguments (`kvm_vcpu_ioctl(cpu, type, ...)`) are passed on by definition.
+    return index in sinks[callee] or all(index >= len(f.parameters) for f in by_name[callee])
+
+
+def _sink_parameters(by_name: dict[str, list[Function]], profile: Profile) -> dict[str, set[int]]:
+    """For each function, the parameters whose value leaves it: stored outside
+    its locals, or passed on to an external call or to another such parameter.
+    `kvm_msr_entry_add(cpu, index, value)` sinks `value`; `freq_within_bounds`
+    only compares its arguments and sinks none."""
+    sinks: dict[str, set[int]] = {name: set() for name in by_name}
+    changed = True
+    while changed:
+        changed = False
+        for name, definitions in by_name.items():
+            for function in definitions:
+                positions = {key: i for i, key in enumerate(function.parameters)}
+                found: set[int] = set()
+                for assignment in function.assignments:
+                    if not assignment.target.startswith("local:"):
+                        found.update(positions[s] for s in assignment.value.subjects if s in positions)
+                for call in function.calls:
+                    if profile.is_ignored_call(call.callee):
+                        continue
+                    for index, argument in enumerate(call.arguments):
+                        if not _passes_on(call.callee, index, by_name, sinks):
+                            continue
+                        found.update(positions[s] for s in argument.subjects if s in positions)
+                if not found <= sinks[name]:
+                    sinks[name] |= found
+                    changed = True
+    return sinks
+
+
+def find_handoffs(functions: Iterable[Function], profile: Profile) -> tuple[list[Handoff], list[CallEdge]]:
+    """Return every handoff reachable from the put entry points, and the calls followed."""
+    by_name: dict[str, list[Function]] = {}
+    for function in functions:
+        by_name.setdefault(function.name, []).append(function)
+    sinks = _sink_parameters(by_name, profile)
+    handoffs: set[Handoff] = set()
+    edges: set[CallEdge] = set()
+
+    def visit(function: Function, guards: tuple[Guard, ...], chain: tuple[str, ...]) -> None:
+        for call in function.calls:
+            call_guards = (*guards, *call.guards)
+            if not profile.is_ignored_call(call.callee):
+                for index, argument in enumerate(call.arguments):
+                    if not _passes_on(call.callee, index, by_name, sinks):
+                        continue  # a helper of ours that does not pass this argument on
+                    for state_path in argument.fields:
+                        if _is_member(state_path, profile):
+                            handoffs.add(
+                                Handoff(state_path, function.name, function.path, call.line, call.column,
+                                        f"passed to {call.callee}()", call_guards, chain)
+                            )
+            if call.callee in by_name and call.callee not in chain and len(chain) < _MAX_DEPTH:
+                for callee in by_name[call.callee]:
+                    edges.add(CallEdge(function.name, callee.name, function.path, call.line))
+                    visit(callee, call_guards, (*chain, callee.name))
+        for assignment in function.assignments:
+            if assignment.target_is_state or assignment.target.startswith("local:"):
+                continue
+            for state_path in assignment.value.fields:
+                if _is_member(state_path, profile):
+                    handoffs.add(
+                        Handoff(state_path, function.name, function.path, assignment.line, assignment.column,
+                                f"copied into {assignment.target_text}", (*guards, *assignment.guards), chain)
+                    )
+
+    for entry in profile.put_entry_points:
+        for function in by_name.get(entry, []):
+            visit(function, (), (entry,))
+    order = lambda h: (h.path, h.line, h.column, h.state_path, h.chain)  # noqa: E731
+    return sorted(handoffs, key=order), sorted(edges, key=lambda e: (e.path, e.line, e.callee))

@@ -1,0 +1,89 @@
+"""tree-sitter plumbing: one C parser, and helpers to read nodes as text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+
+import tree_sitter_c
+from tree_sitter import Language, Node, Parser, Tree
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Parser:
+    return Parser(Language(tree_sitter_c.language()))
+
+
+def parse(text: bytes) -> Tree:
+    """Parse already-masked C source."""
+    return _parser().parse(text)
+
+
+class Text:
+    """Reads node text from the original (unmasked) bytes of a file."""
+
+    def __init__(self, original: bytes) -> None:
+        self.original = original
+
+    def raw(self, node: Node) -> str:
+        return self.original[node.start_byte : node.end_byte].decode("utf-8", "replace")
+
+    def compact(self, node: Node) -> str:
+        """Node text with all whitespace and comments removed (`env . msr` -> `env.msr`)."""
+        return "".join(_strip_comments(self.raw(node)).split())
+
+    def spaced(self, node: Node) -> str:
+        """Node text with comments dropped and runs of whitespace folded to one space."""
+        return " ".join(_strip_comments(self.raw(node)).split())
+
+
+def _strip_comments(text: str) -> str:
+    if "/*" not in text and "//" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = len(text) if end < 0 else end + 2
+            out.append(" ")
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def line_of(node: Node) -> int:
+    return node.start_point[0] + 1
+
+
+def column_of(node: Node) -> int:
+    return node.start_point[1] + 1
+
+
+def named_children(node: Node) -> list[Node]:
+    return [c for c in node.named_children if c.type != "comment"]
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Yield `node` and all its descendants in document order."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(current.children))
+
+
+def error_nodes(root: Node) -> Iterator[Node]:
+    """Yield the outermost ERROR and MISSING nodes under `root`."""
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        if current.type == "ERROR" or current.is_missing:
+            yield current
+            continue
+        if current.has_error:
+            stack.extend(reversed(current.children))

@@ -1,0 +1,333 @@
+"""One verdict per subsection: unchecked, checked, unconditional or not-kvm."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import product
+
+from .capabilities import Capabilities, Probe
+from .compat import CompatIndex, CompatMitigation
+from .facts.model import Condition, Description, Function, Guard
+from .put_path import Handoff
+
+UNCHECKED = "unchecked"
+CHECKED = "checked"
+UNCONDITIONAL = "unconditional"
+NOT_KVM = "not-kvm"
+VERDICTS = (UNCHECKED, CHECKED, UNCONDITIONAL, NOT_KVM)
+
+# Above this many distinct capability conditions on one field we stop
+# enumerating truth tables and call the field conditional.
+_MAX_ATOMS = 12
+
+
+@dataclass(frozen=True)
+class Consumer:
+    field: str  # the subsection's field as written, e.g. env.msr_smi_count
+    handoff: Handoff
+    guards: tuple[str, ...]
+    capability_guards: tuple[str, ...]  # flag, accessor or member names
+    probes: tuple[Probe, ...]
+
+
+@dataclass(frozen=True)
+class SubsectionReport:
+    description: Description
+    parent: Description
+    ifdef: str | None
+    fields: tuple[str, ...]
+    consumers: tuple[Consumer, ...]
+    guarded_fields: tuple[str, ...]  # fields that reach KVM only behind a capability
+    required: tuple[Probe, ...]  # probes those guards stand for
+    post_load_checks: tuple[str, ...]  # capability symbols the post_loads test
+    checking_post_load: str | None  # the post_load that covers the requirement
+    compat: tuple[CompatMitigation, ...]
+    verdict: str
+
+
+def split_path(path: str) -> list[str]:
+    """`env.xmm_regs[i].ZMM_Q(2)` -> [env, xmm_regs, ZMM_Q]."""
+    out: list[str] = []
+    depth = 0
+    current = ""
+    for char in path.replace("->", "."):
+        if char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
+        elif depth == 0:
+            if char == ".":
+                out.append(current)
+                current = ""
+            else:
+                current += char
+    out.append(current)
+    return [p for p in out if p]
+
+
+def overlaps(a: list[str], b: list[str]) -> bool:
+    """True when one member path contains the other."""
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
+
+
+def short_name(key: str) -> str:
+    """Readable form of a symbol key: has_xsave, kvm_max_nested_state_length(), env.nested_state."""
+    kind, _, rest = key.partition(":")
+    if kind == "call":
+        return f"{rest}()"
+    if kind == "field":
+        return rest.split(".", 1)[1] if "." in rest else rest
+    return rest.rsplit(":", 1)[-1]
+
+
+class Assessor:
+    def __init__(
+        self,
+        descriptions: Mapping[str, Description],
+        handoffs: Iterable[Handoff],
+        functions: Iterable[Function],
+        capabilities: Capabilities,
+        compat: CompatIndex,
+        cpu_type: str,
+    ) -> None:
+        self.descriptions = descriptions
+        self.handoffs = [(h, split_path(h.state_path)) for h in handoffs]
+        self.functions: dict[str, list[Function]] = {}
+        for function in functions:
+            self.functions.setdefault(function.name, []).append(function)
+        self.capabilities = capabilities
+        self.compat = compat
+        self.cpu_type = cpu_type
+
+    # -- structure ---------------------------------------------------------
+
+    def parents(self) -> dict[str, tuple[Description, str | None]]:
+        """Map each subsection symbol to the description listing it, and its #if."""
+        found: dict[str, tuple[Description, str | None]] = {}
+        for description in self.descriptions.values():
+            for entry in description.subsections:
+                found.setdefault(entry.symbol, (description, entry.condition))
+        return found
+
+    def bases(self) -> dict[str, str]:
+        """Absolute state path each description's fields are relative to."""
+        embedded: dict[str, tuple[str, str]] = {}
+        for description in self.descriptions.values():
+            for field in description.fields:
+                if field.embeds:
+                    embedded.setdefault(field.embeds, (description.symbol, field.path))
+        parents = self.parents()
+        bases: dict[str, str] = {}
+
+        def base(symbol: str, seen: frozenset[str] = frozenset()) -> str:
+            if symbol in bases:
+                return bases[symbol]
+            description = self.descriptions[symbol]
+            result = ""
+            if symbol in seen:
+                pass
+            elif symbol in parents:
+                result = base(parents[symbol][0].symbol, seen | {symbol})
+            elif symbol in embedded and embedded[symbol][0] in self.descriptions:
+                owner, field_path = embedded[symbol]
+                result = ".".join(p for p in [base(owner, seen | {symbol}), *split_path(field_path)] if p)
+            else:
+                types = [f.struct_type for f in description.fields if f.struct_type]
+                result = types[0] if types else ""
+            bases[symbol] = result
+            return result
+
+        for symbol in self.descriptions:
+            base(symbol)
+        return bases
+
+    def ancestors(self, symbol: str) -> list[Description]:
+        """Descriptions whose post_load runs after this one's fields have loaded."""
+        parents = self.parents()
+        embedded_in = {
+            field.embeds: description
+            for description in self.descriptions.values()
+            for field in description.fields
+            if field.embeds
+        }
+        chain: list[Description] = []
+        seen = {symbol}
+        current = symbol
+        while True:
+            owner = parents[current][0] if current in parents else embedded_in.get(current)
+            if owner is None or owner.symbol in seen:
+                return chain
+            chain.append(owner)
+            seen.add(owner.symbol)
+            current = owner.symbol
+
+    # -- verdicts ----------------------------------------------------------
+
+    def assess_all(self) -> list[SubsectionReport]:
+        parents = self.parents()
+        bases = self.bases()
+        reports = []
+        for symbol, (parent, condition) in parents.items():
+            if symbol in self.descriptions:
+                reports.append(self.assess(self.descriptions[symbol], parent, condition, bases))
+        return reports
+
+    def assess(
+        self, description: Description, parent: Description, ifdef: str | None, bases: Mapping[str, str]
+    ) -> SubsectionReport:
+        base = split_path(bases.get(description.symbol, ""))
+        consumers: list[Consumer] = []
+        guarded: list[str] = []
+        required: set[Probe] = set()
+        for field in description.fields:
+            absolute = base + split_path(field.path)
+            sites = [h for h, path in self.handoffs if overlaps(absolute, path)]
+            for site in sites:
+                consumers.append(self._consumer(field.path, site))
+            if sites and not self._always_delivered([s.guards for s in sites]):
+                guarded.append(field.path)
+                for site in sites:
+                    for guard in site.guards:
+                        for atom in guard.condition.atoms():
+                            for key in self.capabilities.capability_subjects(atom):
+                                required.update(self.capabilities.probes.get(key, ()))
+        checks, covering = self._post_load_checks(description, {p.name for p in required})
+        if not consumers:
+            verdict = NOT_KVM
+        elif not guarded:
+            verdict = UNCONDITIONAL
+        elif covering:
+            verdict = CHECKED
+        else:
+            verdict = UNCHECKED
+        return SubsectionReport(
+            description=description,
+            parent=parent,
+            ifdef=ifdef,
+            fields=tuple(f.path for f in description.fields),
+            consumers=tuple(consumers),
+            guarded_fields=tuple(guarded),
+            required=tuple(sorted(required)),
+            post_load_checks=checks,
+            checking_post_load=covering,
+            compat=self._compat(description),
+            verdict=verdict,
+        )
+
+    def _consumer(self, field: str, handoff: Handoff) -> Consumer:
+        guards = tuple(g.describe() for g in handoff.guards)
+        capability: list[str] = []
+        probes: set[Probe] = set()
+        for guard in handoff.guards:
+            for atom in guard.condition.atoms():
+                for key in self.capabilities.capability_subjects(atom):
+                    name = short_name(key)
+                    if name not in capability:
+                        capability.append(name)
+                    probes.update(self.capabilities.probes.get(key, ()))
+        return Consumer(field, handoff, guards, tuple(capability), tuple(sorted(probes)))
+
+    def _always_delivered(self, sites: list[tuple[Guard, ...]]) -> bool:
+        """True when, whatever the host capabilities, some site hands the field over."""
+        atoms = sorted(
+            {
+                atom.text
+                for guards in sites
+                for guard in guards
+                for atom in _atom_conditions(guard.condition)
+                if atom.atom is not None and self.capabilities.is_host_capability(atom.atom)
+            }
+        )
+        if not atoms:
+            return True
+        if len(atoms) > _MAX_ATOMS:
+            return False
+        for values in product((False, True), repeat=len(atoms)):
+            assignment = dict(zip(atoms, values, strict=True))
+            if not any(all(_guard_may_hold(g, assignment) for g in guards) for guards in sites):
+                return False
+        return True
+
+    def _post_load_checks(self, description: Description, required: set[str]) -> tuple[tuple[str, ...], str | None]:
+        """Capability symbols each applicable post_load tests, and the first that covers `required`."""
+        names: list[str] = []
+        covering = None
+        for owner in [description, *self.ancestors(description.symbol)]:
+            if not owner.post_load:
+                continue
+            keys = self._reachable_capabilities(owner.post_load)
+            probes = {p.name for key in keys for p in self.capabilities.probes.get(key, ())}
+            for key in keys:
+                if short_name(key) not in names:
+                    names.append(short_name(key))
+            if covering is None and required & probes:
+                covering = owner.post_load
+        return tuple(names), covering
+
+    def _reachable_capabilities(self, entry: str) -> list[str]:
+        found: list[str] = []
+        seen: set[str] = set()
+        stack = [entry]
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for function in self.functions.get(name, []):
+                expressions = [a for c in function.calls for a in c.arguments]
+                expressions += [a.value for a in function.assignments]
+                expressions += list(function.returns)
+                for call in function.calls:
+                    for guard in call.guards:
+                        expressions.extend(guard.condition.atoms())
+                    key = f"call:{call.callee}"
+                    if self.capabilities.probes.get(key) and key not in found:
+                        found.append(key)
+                    stack.append(call.callee)
+                for expression in expressions:
+                    for key in self.capabilities.capability_subjects(expression):
+                        if key not in found:
+                            found.append(key)
+        return found
+
+    def _compat(self, description: Description) -> tuple[CompatMitigation, ...]:
+        if not description.needed:
+            return ()
+        found = []
+        for function in self.functions.get(description.needed, []):
+            for path in function.reads:
+                prop = self.compat.property_for(path)
+                if prop is not None and all(m.property != prop for m in found):
+                    found.append(self.compat.mitigation(prop))
+        return tuple(found)
+
+
+def _atom_conditions(condition: Condition) -> list[Condition]:
+    if condition.op == "atom":
+        return [condition]
+    return [a for operand in condition.operands for a in _atom_conditions(operand)]
+
+
+def _evaluate(condition: Condition, values: Mapping[str, bool]) -> bool | None:
+    """Three-valued: None where the condition does not depend on capabilities alone."""
+    if condition.op == "atom":
+        return values.get(condition.text)
+    results = [_evaluate(operand, values) for operand in condition.operands]
+    if condition.op == "not":
+        return None if results[0] is None else not results[0]
+    if condition.op == "and":
+        if False in results:
+            return False
+        return True if all(r is True for r in results) else None
+    if True in results:
+        return True
+    return False if all(r is False for r in results) else None
+
+
+def _guard_may_hold(guard: Guard, values: Mapping[str, bool]) -> bool:
+    if guard.kind == "case":
+        return True
+    result = _evaluate(guard.condition, values)
+    return result is None or result == guard.holds
