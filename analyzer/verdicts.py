@@ -44,6 +44,7 @@ class SubsectionReport:
     checking_post_load: str | None  # the post_load that covers the requirement
     compat: tuple[CompatMitigation, ...]
     verdict: str
+    needed_at: tuple[str, int] | None = None  # where the needed() function is defined
 
 
 def split_path(path: str) -> list[str]:
@@ -214,7 +215,15 @@ class Assessor:
             checking_post_load=covering,
             compat=self._compat(description),
             verdict=verdict,
+            needed_at=self._defined_at(description.needed, description.path),
         )
+
+    def _defined_at(self, name: str | None, near: str) -> tuple[str, int] | None:
+        """Where function `name` is defined, preferring the file that names it."""
+        if not name or name not in self.functions:
+            return None
+        candidates = sorted(self.functions[name], key=lambda f: (f.path != near, f.path, f.line))
+        return candidates[0].path, candidates[0].line
 
     def _consumer(self, field: str, handoff: Handoff) -> Consumer:
         guards = tuple(g.describe() for g in handoff.guards)

@@ -1,0 +1,1 @@
+"""Report formats: each module renders findings or the graph, never re-runs analysis."""

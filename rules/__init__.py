@@ -1,0 +1,55 @@
+"""The rule registry: `RULES` is the one answer to "which rules exist".
+
+Ids are stable: never renumber or reuse one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
+
+from . import unchecked_subsection
+
+if TYPE_CHECKING:
+    from ..audit import Analysis
+    from ..findings import Finding
+
+
+class _Check(Protocol):
+    def __call__(self, analysis: Analysis) -> Iterator[Finding]: ...
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    name: str
+    severity: str
+    confidence: str
+    summary: str
+    module: ModuleType
+
+    @property
+    def documentation(self) -> str:
+        """The rule module's docstring is its user-facing documentation."""
+        return (self.module.__doc__ or "").strip()
+
+    def check(self, analysis: Analysis) -> Iterator[Finding]:
+        checker: _Check = self.module.check
+        return checker(analysis)
+
+
+def _rule(module: ModuleType) -> Rule:
+    return Rule(module.ID, module.NAME, module.SEVERITY, module.CONFIDENCE, module.SUMMARY, module)
+
+
+RULES: tuple[Rule, ...] = (_rule(unchecked_subsection),)
+
+
+def find_rule(key: str) -> Rule | None:
+    """Look a rule up by id (VG001) or name (unchecked-capability-subsection)."""
+    for rule in RULES:
+        if key.upper() == rule.id or key.lower() == rule.name:
+            return rule
+    return None

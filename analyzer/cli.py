@@ -1,0 +1,154 @@
+"""Command line: `vmstate-guard audit|graph|explain`, exit 0 clean / 1 findings / 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+_DESCRIPTION = """\
+Find QEMU VMState subsections whose state KVM can drop silently on a
+destination with an older kernel: state that reaches KVM only behind a
+host-capability flag that no post_load verifies.
+
+exit status: 0 no findings, 1 findings, 2 usage or input error
+"""
+
+_AUDIT_EPILOG = """\
+examples:
+  vmstate-guard audit ~/src/qemu                 warnings, then a summary per verdict
+  vmstate-guard audit ~/src/qemu --format json -o audit.json
+
+Each warning is `path:line:col: warning: message [VG001]`, followed by its
+evidence: the needed() function, the guarded write to KVM, where the flag is
+probed, and any machine-type compat property that keeps the subsection off.
+Notes list regions of the tree the parser could not understand.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"vmstate-guard: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_ERROR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .reports.graph_export import FORMATS as GRAPH_FORMATS
+
+    parser = _Parser(prog="vmstate-guard", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"vmstate-guard {__version__}")
+    parser.add_argument("--list-rules", action="store_true", help="list the rules with id, name and summary, then exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    audit = commands.add_parser(
+        "audit", help="report subsections whose state can be dropped silently",
+        description="Audit a QEMU source tree.", epilog=_AUDIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    audit.add_argument("tree", type=Path, metavar="QEMU_DIR", help="top of a QEMU source tree (read only)")
+    audit.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    _common(audit)
+
+    graph = commands.add_parser(
+        "graph", help="export the evidence graph",
+        description="Export the graph linking subsections, fields, KVM writes, flags, probes and compat properties.",
+    )
+    graph.add_argument("tree", type=Path, metavar="QEMU_DIR", help="top of a QEMU source tree (read only)")
+    graph.add_argument("--format", choices=GRAPH_FORMATS, default="json", help="graph format (default: json)")
+    _common(graph)
+
+    explain = commands.add_parser("explain", help="print a rule's documentation", description="Explain a rule.")
+    explain.add_argument("rule", metavar="ID", help="rule id (VG001) or name (unchecked-capability-subsection)")
+    return parser
+
+
+def _common(command: argparse.ArgumentParser) -> None:
+    command.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of standard output")
+    command.add_argument("--target", default="i386", help="target profile (default: i386)")
+    command.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
+
+
+def _write(text: str, output: Path | None) -> None:
+    """Write to stdout, or atomically to `output` (temporary file, then rename)."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    if output.is_dir():
+        raise InputError(f"{output}: is a directory; give a file name")
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{output}: directory {parent} does not exist")
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=f".{output.name}.", dir=parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        Path(temporary).replace(output)
+    except OSError as error:
+        raise InputError(f"{output}: cannot write: {error.strerror or error}") from None
+
+
+def _progress(enabled: bool):  # type: ignore[no-untyped-def]
+    if not enabled or not sys.stderr.isatty():
+        return None
+
+    def show(path: str, index: int, total: int) -> None:
+        end = "\n" if index + 1 == total else ""
+        sys.stderr.write(f"\r\033[Kparsing [{index + 1}/{total}] {path}{end}")
+        sys.stderr.flush()
+
+    return show
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .rules import RULES, find_rule
+
+    if args.list_rules:
+        for rule in RULES:
+            print(f"{rule.id}  {rule.name}  [{rule.severity}, {rule.confidence} confidence]\n    {rule.summary}")
+        return EXIT_CLEAN
+    if args.command == "explain":
+        rule = find_rule(args.rule)
+        if rule is None:
+            raise InputError(f"no rule {args.rule!r}; `vmstate-guard --list-rules` lists them")
+        print(rule.documentation)
+        return EXIT_CLEAN
+    if args.command == "audit":
+        from .audit import audit
+        from .reports import json_report, text
+
+        result = audit(args.tree, args.target, progress=_progress(not args.quiet))
+        renderer = json_report.render if args.format == "json" else text.render
+        _write(renderer(result), args.output)
+        return EXIT_FINDINGS if result.findings else EXIT_CLEAN
+    if args.command == "graph":
+        from .audit import analyse
+        from .graph import build_graph
+        from .reports import graph_export
+
+        analysis = analyse(args.tree, args.target, progress=_progress(not args.quiet))
+        _write(graph_export.render(build_graph(analysis), args.format), args.output)
+        return EXIT_CLEAN
+    parser.print_help(sys.stderr)
+    return EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args, parser)
+    except InputError as error:
+        print(f"vmstate-guard: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("vmstate-guard: interrupted", file=sys.stderr)
+        return 130

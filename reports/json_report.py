@@ -1,0 +1,81 @@
+"""The audit document: stable, documented by analyzer/schema/audit.schema.json."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..audit import AuditResult
+from ..findings import Location
+
+SCHEMA_VERSION = 1
+
+
+def _location(location: Location) -> dict[str, Any]:
+    return {"file": location.path, "line": location.line, "column": location.column}
+
+
+def document(result: AuditResult) -> dict[str, Any]:
+    analysis = result.analysis
+    tree = analysis.tree
+    subsections = []
+    for report in analysis.subsections:
+        d = report.description
+        subsections.append(
+            {
+                "symbol": d.symbol,
+                "name": d.name,
+                "file": d.path,
+                "line": d.line,
+                "parent": report.parent.symbol,
+                "ifdef": report.ifdef,
+                "needed": d.needed,
+                "post_load": d.post_load,
+                "fields": list(report.fields),
+                "consumers": [
+                    {
+                        "field": c.field,
+                        "function": c.handoff.function,
+                        "file": c.handoff.path,
+                        "line": c.handoff.line,
+                        "guards": list(c.guards),
+                        "host_capability_guards": list(c.capability_guards),
+                    }
+                    for c in report.consumers
+                ],
+                "post_load_checks": list(report.post_load_checks),
+                "compat_properties": [m.property.name for m in report.compat],
+                "verdict": report.verdict,
+            }
+        )
+    findings = [
+        {
+            "rule": f.rule,
+            "name": f.name,
+            "severity": f.severity,
+            "confidence": f.confidence,
+            "subsection": f.subsection,
+            "message": f.message,
+            "location": _location(f.location),
+            "related": [{"location": _location(r.location), "message": r.message} for r in f.related],
+            "fingerprint": f.fingerprint,
+        }
+        for f in result.findings
+    ]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "vmstate-guard", "version": result.tool_version},
+        "tree": {
+            "qemu_version": tree.version,
+            "target": analysis.profile.target,
+            "kvm_file": tree.kvm_layout,
+            "files": sorted(f.path for f in tree.files),
+        },
+        "subsections": subsections,
+        "findings": findings,
+        "diagnostics": [{"file": d.path, "line": d.line, "message": d.message} for d in analysis.diagnostics],
+    }
+
+
+def render(result: AuditResult) -> str:
+    return json.dumps(document(result), indent=2, sort_keys=False) + "\n"
