@@ -78,9 +78,8 @@ def analyse(root: Path, target: str = "i386", progress: Progress | None = None) 
     )
     subsections = sorted(assessor.assess_all(), key=lambda r: (r.description.path, r.description.line))
     diagnostics = [d for ff in facts for d in ff.diagnostics]
-    for role in tree.missing:
-        wanted = " or ".join(profile.files[role])
-        diagnostics.append(Diagnostic(wanted, 0, f"no {role} file in this tree; that part of the analysis is skipped"))
+    for path in tree.missing:
+        diagnostics.append(Diagnostic(path, 0, "not in this tree; the facts it would give are missing"))
     return Analysis(
         tree=tree,
         profile=profile,

@@ -23,6 +23,7 @@ class Profile:
     cpu_type: str
     put_entry_points: tuple[str, ...]
     files: dict[str, tuple[str, ...]]
+    layout_roles: frozenset[str]  # roles whose candidates are one file in different layouts
     state_types: dict[str, str]
     extension_calls: frozenset[str]
     cpuid_calls: frozenset[str]
@@ -72,6 +73,7 @@ def load_profile(target: str) -> Profile:
         cpu_type=data["cpu_type"],
         put_entry_points=_strings(data, "put_entry_points"),
         files={role: tuple(paths) for role, paths in data["files"].items()},
+        layout_roles=frozenset(_strings(data, "layout_roles")),
         state_types=dict(data.get("state_types", {})),
         extension_calls=frozenset(_strings(probes, "extension_calls")),
         cpuid_calls=frozenset(_strings(probes, "cpuid_calls")),

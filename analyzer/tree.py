@@ -21,7 +21,7 @@ class QemuTree:
     root: Path
     version: str | None
     files: tuple[SourceFile, ...]
-    missing: tuple[str, ...]  # roles for which no candidate file exists
+    missing: tuple[str, ...]  # expected files this tree does not have
 
     @property
     def kvm_layout(self) -> str:
@@ -50,18 +50,15 @@ def open_tree(root: Path, profile: Profile) -> QemuTree:
     files: list[SourceFile] = []
     missing: list[str] = []
     for role, candidates in profile.files.items():
-        found = False
-        for candidate in candidates:
-            path = root / candidate
-            if path.is_file():
-                files.append(SourceFile(candidate, role, _read(path, candidate)))
-                found = True
-        if not found:
-            missing.append(role)
-    for required in ("vmstate", "kvm"):
-        if required in missing:
-            wanted = " or ".join(profile.files[required])
-            raise InputError(f"{root}: not a QEMU tree with {profile.target} KVM support (missing {wanted})")
+        present = [c for c in candidates if (root / c).is_file()]
+        files.extend(SourceFile(c, role, _read(root / c, c)) for c in present)
+        if role in profile.layout_roles:
+            # Candidates are the same file in different QEMU layouts: one is enough.
+            if not present:
+                wanted = " or ".join(candidates)
+                raise InputError(f"{root}: not a QEMU tree with {profile.target} KVM support (missing {wanted})")
+        else:
+            missing.extend(c for c in candidates if c not in present)
     version_file = root / "VERSION"
     version = None
     if version_file.is_file():

@@ -23,5 +23,5 @@ def render(result: AuditResult) -> str:
     for verdict in VERDICTS:
         lines.append(f"{verdict}: {counts[verdict]} of {total} subsections")
     if result.analysis.diagnostics:
-        lines.append(f"{len(result.analysis.diagnostics)} regions not understood (notes above)")
+        lines.append(f"{len(result.analysis.diagnostics)} notes: regions not understood or files missing")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,107 @@
+"""Verdicts and evidence on the fixture tree, each checked against the fixture's C source."""
+
+from __future__ import annotations
+
+import pytest
+
+from analyzer.audit import AuditResult, audit
+from analyzer.verdicts import SubsectionReport
+
+from support import MINI, OLD_LAYOUT
+
+
+@pytest.fixture(scope="module")
+def mini() -> AuditResult:
+    return audit(MINI)
+
+
+def _report(result: AuditResult, name: str) -> SubsectionReport:
+    matches = [r for r in result.analysis.subsections if r.description.name == name]
+    assert len(matches) == 1, name
+    return matches[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "verdict"),
+    [
+        ("cpu/msr_smi_count", "unchecked"),  # if (has_msr_smi_count), case MSR_SMI_COUNT
+        ("cpu/exception_info", "unchecked"),  # events.exception_payload under has_exception_payload
+        ("cpu/payload_extra", "checked"),  # else-branch write; post_load calls kvm_has_exception_payload()
+        ("cpu/cr", "unconditional"),  # has_sregs2 ? kvm_put_sregs2 : kvm_put_sregs both write env->cr
+        ("cpu/pdptrs", "unchecked"),  # only kvm_put_sregs2 writes env->pdptrs
+        ("cpu/xcr0", "unchecked"),  # early `if (!has_xcrs) return 0;`
+        ("cpu/pmu", "unconditional"),  # has_msr_pmu_version comes from env->features
+        ("cpu/tcg_only", "not-kvm"),
+        ("cpu/nested_state", "checked"),  # g_malloc0 under max_nested_state_len > 0
+        ("cpu/kvm_nested_state/inner", "checked"),  # covered by the ancestor's post_load
+        ("cpu/lstar", "unconditional"),  # lm_capable_kernel is not a KVM probe
+        ("cpu/efer32", "unconditional"),
+    ],
+)
+def test_verdict(mini: AuditResult, name: str, verdict: str) -> None:
+    assert _report(mini, name).verdict == verdict
+
+
+def test_every_subsection_has_one_verdict(mini: AuditResult) -> None:
+    names = sorted(r.description.name or "" for r in mini.analysis.subsections)
+    assert len(names) == len(set(names)) == 12
+
+
+def test_smi_count_chain(mini: AuditResult) -> None:
+    report = _report(mini, "cpu/msr_smi_count")
+    consumer = next(c for c in report.consumers if c.field == "env.msr_smi_count")
+    assert consumer.handoff.function == "kvm_put_msrs"
+    assert consumer.handoff.line == 97
+    assert consumer.guards == ("level >= KVM_PUT_RESET_STATE", "has_msr_smi_count")
+    assert consumer.capability_guards == ("has_msr_smi_count",)
+    assert [(p.name, p.kind, p.line) for p in report.required] == [("MSR_SMI_COUNT", "msr-index-list", 44)]
+    (mitigation,) = report.compat
+    assert mitigation.property.name == "x-migrate-smi-count"
+    assert [a.symbol for a in mitigation.arrays] == ["pc_compat_2_11"]
+    assert [m.name for m in mitigation.machines] == ["pc-i440fx-2.10", "pc-i440fx-2.11"]
+
+
+def test_probe_from_kvm_cap(mini: AuditResult) -> None:
+    report = _report(mini, "cpu/exception_info")
+    assert report.guarded_fields == ("env.exception_payload",)
+    assert [p.name for p in report.required] == ["KVM_CAP_EXCEPTION_PAYLOAD"]
+
+
+def test_accessor_post_load_check(mini: AuditResult) -> None:
+    report = _report(mini, "cpu/payload_extra")
+    assert "kvm_has_exception_payload()" in report.post_load_checks
+    assert report.checking_post_load == "payload_post_load"
+
+
+def test_nested_subsection_covered_by_ancestor(mini: AuditResult) -> None:
+    report = _report(mini, "cpu/kvm_nested_state/inner")
+    assert report.parent.symbol == "vmstate_kvm_nested_state"
+    assert report.checking_post_load == "nested_state_post_load"
+    assert [p.name for p in report.required] == ["KVM_CAP_NESTED_STATE"]
+
+
+@pytest.mark.parametrize(
+    ("name", "ifdef"),
+    [("cpu/lstar", "TARGET_X86_64"), ("cpu/efer32", "!TARGET_X86_64"), ("cpu/nested_state", "CONFIG_KVM"),
+     ("cpu/msr_smi_count", None), ("cpu/kvm_nested_state/inner", "CONFIG_KVM")],
+)
+def test_ifdef_inside_initializer(mini: AuditResult, name: str, ifdef: str | None) -> None:
+    assert _report(mini, name).ifdef == ifdef
+
+
+def test_gnu_case_range_does_not_hide_later_cases(mini: AuditResult) -> None:
+    # `case MSR_MC0_CTL ... MSR_MC0_MISC:` precedes `case MSR_SMI_COUNT:`.
+    probes = mini.analysis.capabilities.probes["var:target/i386/kvm/kvm.c:has_msr_smi_count"]
+    assert {p.name for p in probes} == {"MSR_SMI_COUNT"}
+    assert not [d for d in mini.analysis.diagnostics if d.path == "target/i386/kvm/kvm.c"]
+
+
+def test_old_layout() -> None:
+    result = audit(OLD_LAYOUT)
+    assert result.analysis.tree.kvm_layout == "target/i386/kvm.c"
+    report = _report(result, "cpu/avx512")
+    assert report.verdict == "unchecked"
+    assert report.ifdef == "TARGET_X86_64"
+    assert [p.name for p in report.required] == ["KVM_CAP_XSAVE"]
+    # Both sides of `if (!has_xsave) return kvm_put_fpu(cpu);` write env->fpop.
+    assert _report(result, "cpu/fpop_ip_dp").verdict == "unconditional"
