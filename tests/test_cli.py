@@ -1,0 +1,179 @@
+"""The command line: exit codes, error lines, outputs, determinism, read-only trees."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import networkx as nx
+import pytest
+
+from support import MINI, REPO, run_cli
+
+SCHEMA = json.loads((REPO / "analyzer" / "schema" / "audit.schema.json").read_text())
+
+
+def test_audit_text_exit_1_and_format() -> None:
+    result = run_cli("audit", str(MINI))
+    assert result.returncode == 1
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("target/i386/machine.c:21:33: warning: subsection 'cpu/msr_smi_count'")
+    assert first.endswith("[VG001]")
+    assert "    target/i386/kvm/kvm.c:44: MSR_SMI_COUNT probed (msr-index-list) in kvm_get_supported_msrs()" in result.stdout
+    assert "unchecked: 4 of 12 subsections" in result.stdout
+    assert result.stderr == ""
+
+
+def test_audit_clean_tree_exits_0(tmp_path: Path) -> None:
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    machine = tree / "target/i386/machine.c"
+    text = machine.read_text()
+    for name in ("msr_smi_count", "exception_info", "pdptrs", "xcr0"):
+        text = text.replace(f"        &vmstate_{name},\n", "")
+    machine.write_text(text)
+    result = run_cli("audit", str(tree))
+    assert result.returncode == 0, result.stdout
+    assert "unchecked: 0 of 8 subsections" in result.stdout
+
+
+def test_json_document_validates_and_has_exact_keys() -> None:
+    result = run_cli("audit", str(MINI), "--format", "json")
+    assert result.returncode == 1
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, SCHEMA)
+    subsection = next(s for s in document["subsections"] if s["name"] == "cpu/msr_smi_count")
+    assert set(subsection) == {
+        "symbol", "name", "file", "line", "parent", "ifdef", "needed", "post_load", "fields",
+        "consumers", "post_load_checks", "compat_properties", "verdict",
+    }
+    assert subsection["parent"] == "vmstate_x86_cpu"
+    assert subsection["compat_properties"] == ["x-migrate-smi-count"]
+    assert subsection["consumers"][0]["host_capability_guards"] == ["has_msr_smi_count"]
+    finding = document["findings"][0]
+    assert "line" not in finding["fingerprint"]
+    assert document["tree"]["kvm_file"] == "target/i386/kvm/kvm.c"
+    assert str(REPO) not in result.stdout
+
+
+def test_fingerprint_survives_moved_lines(tmp_path: Path) -> None:
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    machine = tree / "target/i386/machine.c"
+    machine.write_text("/* moved */\n" * 5 + machine.read_text())
+    before = json.loads(run_cli("audit", str(MINI), "--format", "json").stdout)["findings"]
+    after = json.loads(run_cli("audit", str(tree), "--format", "json").stdout)["findings"]
+    assert [f["fingerprint"] for f in before] == [f["fingerprint"] for f in after]
+    assert [f["location"]["line"] + 5 for f in before] == [f["location"]["line"] for f in after]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["audit", "/no/such/dir"], "/no/such/dir: no such directory"),
+        (["audit", str(MINI / "VERSION")], "not a directory"),
+        (["audit", str(REPO / "tests")], "not a QEMU source tree"),
+        (["explain", "VG999"], "no rule 'VG999'"),
+        (["audit", str(MINI), "-o", str(REPO / "tests")], "is a directory"),
+        (["audit", str(MINI), "-o", "/no/such/dir/out.txt"], "does not exist"),
+        (["audit", str(MINI), "--format", "xml"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tree_without_kvm_file(tmp_path: Path) -> None:
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    (tree / "target/i386/kvm/kvm.c").unlink()
+    result = run_cli("audit", str(tree))
+    assert result.returncode == 2
+    assert "missing target/i386/kvm/kvm.c or target/i386/kvm.c" in result.stderr
+
+
+def test_list_rules_and_explain() -> None:
+    listed = run_cli("--list-rules")
+    assert listed.returncode == 0
+    assert listed.stdout.startswith("VG001  unchecked-capability-subsection")
+    by_id = run_cli("explain", "VG001")
+    by_name = run_cli("explain", "unchecked-capability-subsection")
+    assert by_id.returncode == 0
+    assert by_id.stdout == by_name.stdout
+    for heading in ("What it checks", "Why it matters", "Example", "Fix"):
+        assert heading in by_id.stdout
+
+
+def test_output_file_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "audit.json"
+    result = run_cli("audit", str(MINI), "--format", "json", "-o", str(out))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert json.loads(out.read_text())["schema_version"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["audit.json"]
+
+
+def test_graph_exports(tmp_path: Path) -> None:
+    graphml = tmp_path / "graph.graphml"
+    assert run_cli("graph", str(MINI), "--format", "graphml", "-o", str(graphml)).returncode == 0
+    graph = nx.read_graphml(graphml)
+    kinds = {data["kind"] for _, data in graph.nodes(data=True)}
+    assert kinds >= {"subsection", "function", "field", "flag", "probe", "property", "compat-array", "machine-type"}
+    edges = {(s, t, d["kind"]) for s, t, d in graph.edges(data=True)}
+    assert ("target/i386/machine.c#vmstate_x86_cpu", "target/i386/machine.c#vmstate_msr_smi_count", "lists") in edges
+    assert ("target/i386/kvm/kvm.c#has_msr_smi_count", "MSR_SMI_COUNT", "probed-by") in edges
+    assert ("target/i386/cpu.c#x-migrate-smi-count", "hw/i386/pc.c#pc_compat_2_11", "switched-off-by") in edges
+    data = json.loads(run_cli("graph", str(MINI), "--format", "json").stdout)
+    assert {"nodes", "edges"} <= set(data)
+    dot = run_cli("graph", str(MINI), "--format", "dot").stdout
+    assert dot.startswith("digraph vmstate_guard {")
+    assert '"env.msr_smi_count" -> "target/i386/kvm/kvm.c#kvm_put_msrs"' in dot
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["audit", "--format", "text"], ["audit", "--format", "json"], ["graph", "--format", "graphml"],
+     ["graph", "--format", "dot"], ["graph", "--format", "json"]],
+    ids=lambda a: "-".join(a),
+)
+def test_output_is_deterministic_across_hash_seeds(args: list[str]) -> None:
+    command, *options = args
+    first = run_cli(command, str(MINI), *options, env={"PYTHONHASHSEED": "1"})
+    second = run_cli(command, str(MINI), *options, env={"PYTHONHASHSEED": "2"})
+    assert first.stdout == second.stdout
+    assert first.stdout
+
+
+def test_analysed_tree_is_never_written(tmp_path: Path) -> None:
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+
+    def snapshot() -> dict[str, str]:
+        return {
+            p.relative_to(tree).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(tree.rglob("*"))
+            if p.is_file()
+        } | {"dirs": ",".join(sorted(p.name for p in tree.rglob("*") if p.is_dir()))}
+
+    before = snapshot()
+    run_cli("audit", str(tree))
+    run_cli("audit", str(tree), "--format", "json")
+    run_cli("graph", str(tree), "--format", "graphml")
+    assert snapshot() == before
+
+
+def test_python_m_matches_console_script() -> None:
+    script = shutil.which("vmstate-guard")
+    if script is None:
+        pytest.skip("console script not installed (pip install -e .)")
+    import subprocess
+
+    direct = subprocess.run([script, "audit", str(MINI)], capture_output=True, text=True, check=False)
+    module = run_cli("audit", str(MINI))
+    assert (direct.returncode, direct.stdout) == (module.returncode, module.stdout)

@@ -1,0 +1,55 @@
+"""Masking keeps every byte offset and records preprocessor conditions."""
+
+from __future__ import annotations
+
+from analyzer.preprocess import mask
+from analyzer.syntax import error_nodes, parse
+
+SOURCE = b"""\
+static const VMStateDescription *list[] = {
+    &a,
+#ifdef TARGET_X86_64
+    &b,
+#else
+    &c,
+#endif
+#if 0
+    &dead,
+#endif
+    NULL
+};
+int f(int x)
+{
+    switch (x) {
+    case A ... B:
+        return offsetof(struct s, m.n[0]);
+    }
+    return 0;
+}
+"""
+
+
+def test_offsets_are_kept() -> None:
+    masked = mask(SOURCE)
+    assert len(masked.text) == len(SOURCE)
+    assert masked.text.count(b"\n") == SOURCE.count(b"\n")
+
+
+def test_conditions_by_branch() -> None:
+    masked = mask(SOURCE)
+    assert masked.condition_at(SOURCE.index(b"&a")) is None
+    assert masked.condition_at(SOURCE.index(b"&b")) == "TARGET_X86_64"
+    assert masked.condition_at(SOURCE.index(b"&c")) == "!TARGET_X86_64"
+
+
+def test_if_0_is_blanked_and_quirks_parse() -> None:
+    masked = mask(SOURCE)
+    assert b"&dead" not in masked.text
+    assert b"..." not in masked.text
+    assert not list(error_nodes(parse(masked.text).root_node))
+    assert list(error_nodes(parse(SOURCE).root_node)), "the unmasked source should trip tree-sitter"
+
+
+def test_unbalanced_conditional_is_reported() -> None:
+    masked = mask(b"int a;\n#endif\n#ifdef X\nint b;\n")
+    assert masked.unbalanced_lines == (2, 3)

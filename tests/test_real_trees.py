@@ -1,0 +1,127 @@
+"""Facts about real QEMU releases, each verified by reading their C source.
+
+Set VMSTATE_GUARD_QEMU_5, _7 and _10 to unpacked QEMU 5.2, 7.2 and 10.0
+trees (scripts/fetch-qemu-trees.sh prints the exports); without them these
+tests are skipped.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+
+from analyzer.audit import AuditResult, audit
+from analyzer.verdicts import SubsectionReport
+
+from support import real_tree
+
+VERSIONS = ["5", "7", "10"]
+
+
+@cache
+def _audit(major: str) -> AuditResult:
+    return audit(real_tree(major))
+
+
+def _report(result: AuditResult, name: str) -> SubsectionReport:
+    (report,) = [r for r in result.analysis.subsections if r.description.name == name]
+    return report
+
+
+# Entries of vmstate_x86_cpu's .subsections (NULL excluded, every #ifdef branch
+# counted), counted by hand in target/i386/machine.c of each release.
+@pytest.mark.parametrize(("major", "count"), [("5", 35), ("7", 44), ("10", 47)])
+def test_subsections_of_vmstate_x86_cpu(major: str, count: int) -> None:
+    result = _audit(major)
+    listed = [r for r in result.analysis.subsections if r.parent.symbol == "vmstate_x86_cpu"]
+    assert len(listed) == count
+
+
+@pytest.mark.parametrize(("major", "layout"), [("5", "target/i386/kvm.c"), ("7", "target/i386/kvm/kvm.c"),
+                                               ("10", "target/i386/kvm/kvm.c")])
+def test_kvm_layout(major: str, layout: str) -> None:
+    assert _audit(major).analysis.tree.kvm_layout == layout
+
+
+@pytest.mark.parametrize(
+    ("major", "ifdefs"),
+    [
+        ("10", {"cpu/efer32": "!TARGET_X86_64", "cpu/nested_state": "CONFIG_KVM", "cpu/xen_vcpu": "CONFIG_KVM",
+                "cpu/fred": "TARGET_X86_64", "cpu/intel_amx_xtile": "TARGET_X86_64"}),
+        ("5", {"cpu/pkru": "TARGET_X86_64", "cpu/efer32": "!TARGET_X86_64", "cpu/nested_state": "CONFIG_KVM"}),
+    ],
+)
+def test_entries_under_ifdef(major: str, ifdefs: dict[str, str]) -> None:
+    result = _audit(major)
+    for name, condition in ifdefs.items():
+        assert _report(result, name).ifdef == condition, name
+
+
+@pytest.mark.parametrize("major", VERSIONS)
+def test_msr_smi_count_unchecked_with_compat_mitigation(major: str) -> None:
+    report = _report(_audit(major), "cpu/msr_smi_count")
+    assert report.verdict == "unchecked"
+    assert report.description.needed == "msr_smi_count_needed"
+    assert {g for c in report.consumers for g in c.capability_guards} == {"has_msr_smi_count"}
+    assert {(p.name, p.kind, p.function) for p in report.required} == {
+        ("MSR_SMI_COUNT", "msr-index-list", "kvm_get_supported_msrs")
+    }
+    (mitigation,) = report.compat
+    assert mitigation.property.name == "x-migrate-smi-count"
+    assert [a.symbol for a in mitigation.arrays] == ["pc_compat_2_11"]
+    machines = {m.name for m in mitigation.machines}
+    assert {"pc-i440fx-2.11", "pc-q35-2.11", "pc-i440fx-2.4", "pc-q35-2.4"} <= machines
+    assert "pc-i440fx-2.12" not in machines
+
+
+# pc_compat_2_11 reaches every machine type whose options chain down to 2.11's.
+@pytest.mark.parametrize(
+    ("major", "oldest_i440fx"),
+    [("10", "pc-i440fx-2.4"), ("7", "pc-i440fx-1.4")],
+)
+def test_smi_count_machine_types(major: str, oldest_i440fx: str) -> None:
+    (mitigation,) = _report(_audit(major), "cpu/msr_smi_count").compat
+    names = [m.name for m in mitigation.machines]
+    i440fx = [n for n in names if n.startswith("pc-i440fx-")]
+    q35 = [n for n in names if n.startswith("pc-q35-")]
+    assert i440fx[0] == oldest_i440fx and i440fx[-1] == "pc-i440fx-2.11"
+    assert q35[0] == "pc-q35-2.4" and q35[-1] == "pc-q35-2.11"
+
+
+@pytest.mark.parametrize("major", VERSIONS)
+def test_nested_state_checked_through_accessor(major: str) -> None:
+    report = _report(_audit(major), "cpu/nested_state")
+    assert report.verdict == "checked"
+    assert report.checking_post_load == "nested_state_post_load"
+    assert "kvm_max_nested_state_length()" in report.post_load_checks
+    assert {p.name for p in report.required} == {"KVM_CAP_NESTED_STATE"}
+
+
+def test_exception_payload_unchecked_10() -> None:
+    report = _report(_audit("10"), "cpu/exception_info")
+    assert report.verdict == "unchecked"
+    assert "env.exception_payload" in report.guarded_fields
+    assert {p.name for p in report.required} == {"KVM_CAP_EXCEPTION_PAYLOAD"}
+
+
+# Verdicts read from the 10.0 source subsection by subsection (put path from
+# kvm_arch_put_registers, flag assignments in kvm_arch_init/kvm_get_supported_msrs).
+VERDICTS_10 = {
+    "cpu/msr_tsc_adjust": "unchecked",  # has_msr_tsc_adjust, MSR_TSC_ADJUST
+    "cpu/msr_tscdeadline": "unchecked",  # has_msr_tsc_deadline
+    "cpu/mpx": "unchecked",  # has_msr_bndcfgs
+    "cpu/xss": "unchecked",  # has_msr_xss
+    "cpu/pdptrs": "unchecked",  # only kvm_put_sregs2, chosen by has_sregs2
+    "cpu/triple_fault": "unchecked",  # has_triple_fault_event
+    "cpu/tsc_khz": "unchecked",  # KVM_SET_TSC_KHZ only when set_ioctl (KVM_CAP_TSC_CONTROL)
+    "cpu/msr_ia32_feature_control": "unconditional",  # has_msr_feature_control comes from guest CPUID
+    "cpu/fpop_ip_dp": "unconditional",
+    "cpu/svn_npt": "not-kvm",
+    "cpu/svm_guest": "not-kvm",
+}
+
+
+@pytest.mark.parametrize(("name", "verdict"), sorted(VERDICTS_10.items()))
+def test_verdicts_10(name: str, verdict: str) -> None:
+    assert _report(_audit("10"), name).verdict == verdict
