@@ -48,7 +48,7 @@ def analyse(root: Path, target: str = "i386", progress: Progress | None = None) 
     for index, source in enumerate(tree.files):
         if progress is not None:
             progress(source.path, index, len(tree.files))
-        facts.append(extract_file(source.path, source.data, profile))
+        facts.append(extract_file(source.path, source.data, profile, source.role))
     roles = {f.path: f.role for f in tree.files}
 
     def functions_of(*wanted: str) -> list:  # type: ignore[type-arg]
@@ -92,8 +92,9 @@ def analyse(root: Path, target: str = "i386", progress: Progress | None = None) 
     )
 
 
-def audit(root: Path, target: str = "i386", enabled: Callable[[str], bool] | None = None,
-          progress: Progress | None = None) -> AuditResult:
+def audit(
+    root: Path, target: str = "i386", enabled: Callable[[str], bool] | None = None, progress: Progress | None = None
+) -> AuditResult:
     from .rules import RULES
 
     analysis = analyse(root, target, progress)

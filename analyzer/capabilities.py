@@ -41,7 +41,9 @@ class Capabilities:
 
     # -- queries -----------------------------------------------------------
 
-    def of_expression(self, expression: Expression, function: Function | None = None, line: int = 0) -> frozenset[Probe]:
+    def of_expression(
+        self, expression: Expression, function: Function | None = None, line: int = 0
+    ) -> frozenset[Probe]:
         """Probes whose result `expression` depends on (performed at `line` of `function`)."""
         found = set(self._direct(expression, function, line))
         for subject in expression.subjects:
@@ -93,11 +95,15 @@ class Capabilities:
         calls = set(expression.calls)
         path, name = function.path, function.name
         if calls & self.profile.extension_calls:
-            found.extend(Probe(c, "kvm-cap", path, line, name) for c in expression.constants if c.startswith("KVM_CAP_"))
+            found.extend(
+                Probe(c, "kvm-cap", path, line, name) for c in expression.constants if c.startswith("KVM_CAP_")
+            )
         if calls & self.profile.cpuid_calls:
             found.append(Probe(expression.text, "cpuid", path, line, name))
         if calls & self.profile.ioctl_calls:
-            found.extend(Probe(c, "ioctl", path, line, name) for c in expression.constants if c in self.profile.query_ioctls)
+            found.extend(
+                Probe(c, "ioctl", path, line, name) for c in expression.constants if c in self.profile.query_ioctls
+            )
         return found
 
     def _guard_probes(self, guard: Guard, function: Function) -> frozenset[Probe]:
@@ -186,4 +192,3 @@ class Capabilities:
         self.probes[key] = new
         self.origin.setdefault(key, origin)
         return True
-

@@ -44,14 +44,18 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from .reports.graph_export import FORMATS as GRAPH_FORMATS
 
-    parser = _Parser(prog="vmstate-guard", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="vmstate-guard", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"vmstate-guard {__version__}")
     parser.add_argument("--list-rules", action="store_true", help="list the rules with id, name and summary, then exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     audit = commands.add_parser(
-        "audit", help="report subsections whose state can be dropped silently",
-        description="Audit a QEMU source tree.", epilog=_AUDIT_EPILOG,
+        "audit",
+        help="report subsections whose state can be dropped silently",
+        description="Audit a QEMU source tree.",
+        epilog=_AUDIT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     audit.add_argument("tree", type=Path, metavar="QEMU_DIR", help="top of a QEMU source tree (read only)")
@@ -59,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(audit)
 
     graph = commands.add_parser(
-        "graph", help="export the evidence graph",
+        "graph",
+        help="export the evidence graph",
         description="Export the graph linking subsections, fields, KVM writes, flags, probes and compat properties.",
     )
     graph.add_argument("tree", type=Path, metavar="QEMU_DIR", help="top of a QEMU source tree (read only)")
@@ -84,7 +89,7 @@ def _write(text: str, output: Path | None) -> None:
         return
     if output.is_dir():
         raise InputError(f"{output}: is a directory; give a file name")
-    parent = output.parent if str(output.parent) else Path(".")
+    parent = output.parent if str(output.parent) else Path()
     if not parent.is_dir():
         raise InputError(f"{output}: directory {parent} does not exist")
     try:
@@ -116,10 +121,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"{rule.id}  {rule.name}  [{rule.severity}, {rule.confidence} confidence]\n    {rule.summary}")
         return EXIT_CLEAN
     if args.command == "explain":
-        rule = find_rule(args.rule)
-        if rule is None:
+        explained = find_rule(args.rule)
+        if explained is None:
             raise InputError(f"no rule {args.rule!r}; `vmstate-guard --list-rules` lists them")
-        print(rule.documentation)
+        print(explained.documentation)
         return EXIT_CLEAN
     if args.command == "audit":
         from .audit import audit

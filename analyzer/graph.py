@@ -28,8 +28,8 @@ def _flag_node(key: str) -> tuple[Node, str]:
     return (path, name), "flag"
 
 
-def build_graph(analysis: Analysis) -> nx.MultiDiGraph:
-    graph = nx.MultiDiGraph()
+def build_graph(analysis: Analysis) -> nx.MultiDiGraph[Node]:
+    graph: nx.MultiDiGraph[Node] = nx.MultiDiGraph()
     capabilities = analysis.capabilities
 
     def node(key: Node, kind: str, **attributes: object) -> Node:
@@ -57,9 +57,9 @@ def build_graph(analysis: Analysis) -> nx.MultiDiGraph:
             edge(sub, node(("", field.path), "field"), "carries", d.path, field.line)
         for consumer in report.consumers:
             h = consumer.handoff
-            field = node(("", consumer.field), "field")
+            field_node = node(("", consumer.field), "field")
             function = node((h.path, h.function), "function")
-            edge(field, function, "handed-to-kvm", h.path, h.line, how=h.how, guards=" && ".join(consumer.guards))
+            edge(field_node, function, "handed-to-kvm", h.path, h.line, how=h.how, guards=" && ".join(consumer.guards))
         for consumer in report.consumers:
             for guard in consumer.handoff.guards:
                 for atom in guard.condition.atoms():
@@ -72,8 +72,13 @@ def build_graph(analysis: Analysis) -> nx.MultiDiGraph:
                             edge(flag, probe_node(probe), "probed-by", probe.path, probe.line, function=probe.function)
         if d.post_load:
             for name in report.post_load_checks:
-                edge((d.path, d.post_load), node(("", name), "accessor" if name.endswith("()") else "flag"),
-                     "checks", d.path, d.line)
+                edge(
+                    (d.path, d.post_load),
+                    node(("", name), "accessor" if name.endswith("()") else "flag"),
+                    "checks",
+                    d.path,
+                    d.line,
+                )
         if report.needed_at:
             for mitigation in report.compat:
                 prop = mitigation.property
@@ -83,6 +88,11 @@ def build_graph(analysis: Analysis) -> nx.MultiDiGraph:
                     array_node = node((array.path, array.symbol), "compat-array")
                     edge(prop_node, array_node, "switched-off-by", array.path, line)
                     for machine in mitigation.machines:
-                        edge(array_node, node((machine.path, machine.name), "machine-type"), "applies-to",
-                             machine.path, machine.line)
+                        edge(
+                            array_node,
+                            node((machine.path, machine.name), "machine-type"),
+                            "applies-to",
+                            machine.path,
+                            machine.line,
+                        )
     return graph

@@ -88,7 +88,5 @@ def load_profile(target: str) -> Profile:
         cpu_drivers=frozenset(_strings(compat, "cpu_drivers")),
         property_macros_prefix=str(compat.get("property_macros_prefix", "DEFINE_PROP_")),
         compat_add_calls=frozenset(_strings(compat, "compat_add_calls")),
-        machine_macros=tuple(
-            MachineMacro(m["macro"], m["name"], m["options"]) for m in data.get("machine_macros", ())
-        ),
+        machine_macros=tuple(MachineMacro(m["macro"], m["name"], m["options"]) for m in data.get("machine_macros", ())),
     )

@@ -99,8 +99,16 @@ def find_handoffs(functions: Iterable[Function], profile: Profile) -> tuple[list
                     for state_path in argument.fields:
                         if _is_member(state_path, profile):
                             handoffs.add(
-                                Handoff(state_path, function.name, function.path, call.line, call.column,
-                                        f"passed to {call.callee}()", call_guards, chain)
+                                Handoff(
+                                    state_path,
+                                    function.name,
+                                    function.path,
+                                    call.line,
+                                    call.column,
+                                    f"passed to {call.callee}()",
+                                    call_guards,
+                                    chain,
+                                )
                             )
             if call.callee in by_name and call.callee not in chain and len(chain) < _MAX_DEPTH:
                 for callee in by_name[call.callee]:
@@ -112,8 +120,16 @@ def find_handoffs(functions: Iterable[Function], profile: Profile) -> tuple[list
             for state_path in assignment.value.fields:
                 if _is_member(state_path, profile):
                     handoffs.add(
-                        Handoff(state_path, function.name, function.path, assignment.line, assignment.column,
-                                f"copied into {assignment.target_text}", (*guards, *assignment.guards), chain)
+                        Handoff(
+                            state_path,
+                            function.name,
+                            function.path,
+                            assignment.line,
+                            assignment.column,
+                            f"copied into {assignment.target_text}",
+                            (*guards, *assignment.guards),
+                            chain,
+                        )
                     )
 
     for entry in profile.put_entry_points:

@@ -304,7 +304,7 @@ class Assessor:
     def _compat(self, description: Description) -> tuple[CompatMitigation, ...]:
         if not description.needed:
             return ()
-        found = []
+        found: list[CompatMitigation] = []
         for function in self.functions.get(description.needed, []):
             for path in function.reads:
                 prop = self.compat.property_for(path)

@@ -15,9 +15,9 @@ def _node_id(node: tuple[str, str]) -> str:
     return f"{path}#{symbol}" if path else symbol
 
 
-def _sorted_copy(graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
+def _sorted_copy(graph: nx.MultiDiGraph[tuple[str, str]]) -> nx.MultiDiGraph[str]:
     """A copy with string ids and nodes and edges in a stable order."""
-    out = nx.MultiDiGraph()
+    out: nx.MultiDiGraph[str] = nx.MultiDiGraph()
     for node in sorted(graph.nodes):
         out.add_node(_node_id(node), **{k: v for k, v in sorted(graph.nodes[node].items())})
     edges = sorted(graph.edges(keys=True, data=True), key=lambda e: (e[0], e[1], e[2]))
@@ -30,7 +30,7 @@ def _quote(value: object) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def render(graph: nx.MultiDiGraph, fmt: str) -> str:
+def render(graph: nx.MultiDiGraph[tuple[str, str]], fmt: str) -> str:
     stable = _sorted_copy(graph)
     if fmt == "graphml":
         buffer = io.BytesIO()

@@ -92,7 +92,9 @@ def _finding(report: SubsectionReport) -> Finding:
             )
         )
     for probe in report.required:
-        related.append(Related(Location(probe.path, probe.line), f"{probe.name} probed ({probe.kind}) in {probe.function}()"))
+        related.append(
+            Related(Location(probe.path, probe.line), f"{probe.name} probed ({probe.kind}) in {probe.function}()")
+        )
     for mitigation in report.compat:
         machines = ", ".join(m.name for m in mitigation.machines) or "no machine type"
         for array, line in zip(mitigation.arrays, mitigation.entry_lines, strict=True):
@@ -118,4 +120,3 @@ def _finding(report: SubsectionReport) -> Finding:
         related=tuple(related),
         fingerprint=fingerprint(ID, description.path, description.symbol, name, *flags),
     )
-

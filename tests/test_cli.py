@@ -22,7 +22,10 @@ def test_audit_text_exit_1_and_format() -> None:
     first = result.stdout.splitlines()[0]
     assert first.startswith("target/i386/machine.c:21:33: warning: subsection 'cpu/msr_smi_count'")
     assert first.endswith("[VG001]")
-    assert "    target/i386/kvm/kvm.c:44: MSR_SMI_COUNT probed (msr-index-list) in kvm_get_supported_msrs()" in result.stdout
+    assert (
+        "    target/i386/kvm/kvm.c:44: MSR_SMI_COUNT probed (msr-index-list) in kvm_get_supported_msrs()"
+        in result.stdout
+    )
     assert "unchecked: 4 of 12 subsections" in result.stdout
     assert result.stderr == ""
 
@@ -47,8 +50,19 @@ def test_json_document_validates_and_has_exact_keys() -> None:
     jsonschema.validate(document, SCHEMA)
     subsection = next(s for s in document["subsections"] if s["name"] == "cpu/msr_smi_count")
     assert set(subsection) == {
-        "symbol", "name", "file", "line", "parent", "ifdef", "needed", "post_load", "fields",
-        "consumers", "post_load_checks", "compat_properties", "verdict",
+        "symbol",
+        "name",
+        "file",
+        "line",
+        "parent",
+        "ifdef",
+        "needed",
+        "post_load",
+        "fields",
+        "consumers",
+        "post_load_checks",
+        "compat_properties",
+        "verdict",
     }
     assert subsection["parent"] == "vmstate_x86_cpu"
     assert subsection["compat_properties"] == ["x-migrate-smi-count"]
@@ -138,8 +152,13 @@ def test_graph_exports(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["audit", "--format", "text"], ["audit", "--format", "json"], ["graph", "--format", "graphml"],
-     ["graph", "--format", "dot"], ["graph", "--format", "json"]],
+    [
+        ["audit", "--format", "text"],
+        ["audit", "--format", "json"],
+        ["graph", "--format", "graphml"],
+        ["graph", "--format", "dot"],
+        ["graph", "--format", "json"],
+    ],
     ids=lambda a: "-".join(a),
 )
 def test_output_is_deterministic_across_hash_seeds(args: list[str]) -> None:

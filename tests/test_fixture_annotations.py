@@ -9,7 +9,6 @@ import pytest
 
 from analyzer.audit import audit
 from analyzer.rules import RULES
-
 from support import FIXTURES
 
 _ANNOTATION = re.compile(r"^\s*//\s*(ruleid|ok|todoruleid):\s*([a-z-]+)\s*$")

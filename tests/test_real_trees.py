@@ -13,7 +13,6 @@ import pytest
 
 from analyzer.audit import AuditResult, audit
 from analyzer.verdicts import SubsectionReport
-
 from support import real_tree
 
 VERSIONS = ["5", "7", "10"]
@@ -38,8 +37,9 @@ def test_subsections_of_vmstate_x86_cpu(major: str, count: int) -> None:
     assert len(listed) == count
 
 
-@pytest.mark.parametrize(("major", "layout"), [("5", "target/i386/kvm.c"), ("7", "target/i386/kvm/kvm.c"),
-                                               ("10", "target/i386/kvm/kvm.c")])
+@pytest.mark.parametrize(
+    ("major", "layout"), [("5", "target/i386/kvm.c"), ("7", "target/i386/kvm/kvm.c"), ("10", "target/i386/kvm/kvm.c")]
+)
 def test_kvm_layout(major: str, layout: str) -> None:
     assert _audit(major).analysis.tree.kvm_layout == layout
 
@@ -47,8 +47,16 @@ def test_kvm_layout(major: str, layout: str) -> None:
 @pytest.mark.parametrize(
     ("major", "ifdefs"),
     [
-        ("10", {"cpu/efer32": "!TARGET_X86_64", "cpu/nested_state": "CONFIG_KVM", "cpu/xen_vcpu": "CONFIG_KVM",
-                "cpu/fred": "TARGET_X86_64", "cpu/intel_amx_xtile": "TARGET_X86_64"}),
+        (
+            "10",
+            {
+                "cpu/efer32": "!TARGET_X86_64",
+                "cpu/nested_state": "CONFIG_KVM",
+                "cpu/xen_vcpu": "CONFIG_KVM",
+                "cpu/fred": "TARGET_X86_64",
+                "cpu/intel_amx_xtile": "TARGET_X86_64",
+            },
+        ),
         ("5", {"cpu/pkru": "TARGET_X86_64", "cpu/efer32": "!TARGET_X86_64", "cpu/nested_state": "CONFIG_KVM"}),
     ],
 )

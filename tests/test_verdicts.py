@@ -6,7 +6,6 @@ import pytest
 
 from analyzer.audit import AuditResult, audit
 from analyzer.verdicts import SubsectionReport
-
 from support import MINI, OLD_LAYOUT
 
 
@@ -82,8 +81,13 @@ def test_nested_subsection_covered_by_ancestor(mini: AuditResult) -> None:
 
 @pytest.mark.parametrize(
     ("name", "ifdef"),
-    [("cpu/lstar", "TARGET_X86_64"), ("cpu/efer32", "!TARGET_X86_64"), ("cpu/nested_state", "CONFIG_KVM"),
-     ("cpu/msr_smi_count", None), ("cpu/kvm_nested_state/inner", "CONFIG_KVM")],
+    [
+        ("cpu/lstar", "TARGET_X86_64"),
+        ("cpu/efer32", "!TARGET_X86_64"),
+        ("cpu/nested_state", "CONFIG_KVM"),
+        ("cpu/msr_smi_count", None),
+        ("cpu/kvm_nested_state/inner", "CONFIG_KVM"),
+    ],
 )
 def test_ifdef_inside_initializer(mini: AuditResult, name: str, ifdef: str | None) -> None:
     assert _report(mini, name).ifdef == ifdef

@@ -447,8 +447,9 @@ def collect_locals(function: Node, text: Text, scope: Scope, profile: Profile) -
     return tuple(parameter_keys)
 
 
-def extract_function(node: Node, text: Text, path: str, profile: Profile, file_scope: dict[str, Variable],
-                     condition: str | None) -> Function | None:
+def extract_function(
+    node: Node, text: Text, path: str, profile: Profile, file_scope: dict[str, Variable], condition: str | None
+) -> Function | None:
     """Return the facts of one function definition."""
     declarator = node.child_by_field_name("declarator")
     name = declarator_name(declarator)

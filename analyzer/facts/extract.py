@@ -45,34 +45,42 @@ def _enclosing_symbol(node: Node, text: Text) -> str:
     return "file scope"
 
 
-def extract_file(path: str, source: bytes, profile: Profile) -> FileFacts:
-    """Return every fact of one file; `path` is relative to the tree root."""
+# Which facts each role of file gives; the rest would be parsed for nothing
+# (target/i386/cpu.c is read for its properties, not its 300 functions).
+_FUNCTION_ROLES = {"vmstate", "kvm", "helpers", "accel", "machines"}
+
+
+def extract_file(path: str, source: bytes, profile: Profile, role: str | None = None) -> FileFacts:
+    """Return the facts of one file; `path` is relative to the tree root, `role` selects
+    which extractors run (None: all of them)."""
     masked = mask(source)
     tree = parse(masked.text)
     root = tree.root_node
     text = Text(source)
-    diagnostics = [
-        Diagnostic(path, line, "unbalanced preprocessor conditional") for line in masked.unbalanced_lines
-    ]
+    diagnostics = [Diagnostic(path, line, "unbalanced preprocessor conditional") for line in masked.unbalanced_lines]
     for error in error_nodes(root):
         snippet = " ".join(text.raw(error).split())[:60] or "(missing token)"
         diagnostics.append(
             Diagnostic(path, line_of(error), f"could not parse `{snippet}` in {_enclosing_symbol(error, text)}")
         )
-    file_scope = _file_scope(root, text, path)
     functions: list[Function] = []
-    for node in root.named_children:
-        if node.type == "function_definition":
-            function = extract_function(node, text, path, profile, file_scope, masked.condition_at(node.start_byte))
-            if function is not None:
-                functions.append(function)
-    descriptions, description_diagnostics = extract_descriptions(root, text, masked, path)
+    if role is None or role in _FUNCTION_ROLES:
+        file_scope = _file_scope(root, text, path)
+        for node in root.named_children:
+            if node.type == "function_definition":
+                condition = masked.condition_at(node.start_byte)
+                function = extract_function(node, text, path, profile, file_scope, condition)
+                if function is not None:
+                    functions.append(function)
+    descriptions, description_diagnostics = (
+        extract_descriptions(root, text, masked, path) if role in (None, "vmstate") else ([], [])
+    )
     return FileFacts(
         path=path,
         descriptions=tuple(descriptions),
         functions=tuple(functions),
-        properties=tuple(extract_properties(root, text, path, profile)),
-        compat_arrays=tuple(extract_compat_arrays(root, text, path)),
-        machines=tuple(extract_machines(root, text, path, profile)),
+        properties=tuple(extract_properties(root, text, path, profile)) if role in (None, "properties") else (),
+        compat_arrays=tuple(extract_compat_arrays(root, text, path)) if role in (None, "compat") else (),
+        machines=tuple(extract_machines(root, text, path, profile)) if role in (None, "machines") else (),
         diagnostics=tuple(sorted({*diagnostics, *description_diagnostics}, key=lambda d: (d.line, d.message))),
     )

@@ -83,7 +83,9 @@ def extract_descriptions(
                 field = _field(item, text, masked)
                 if field is None:
                     diagnostics.append(
-                        Diagnostic(path, line_of(item), f"{symbol}: field entry not understood: {text.spaced(item)[:80]}")
+                        Diagnostic(
+                            path, line_of(item), f"{symbol}: field entry not understood: {text.spaced(item)[:80]}"
+                        )
                     )
                 elif field.macro != "VMSTATE_END_OF_LIST":
                     fields.append(field)
@@ -94,7 +96,9 @@ def extract_descriptions(
                 entry = _identifier(item, text)
                 if entry is None:
                     diagnostics.append(
-                        Diagnostic(path, line_of(item), f"{symbol}: subsection entry not understood: {text.spaced(item)[:80]}")
+                        Diagnostic(
+                            path, line_of(item), f"{symbol}: subsection entry not understood: {text.spaced(item)[:80]}"
+                        )
                     )
                     continue
                 subsections.append(SubsectionEntry(entry, line_of(item), masked.condition_at(item.start_byte)))
@@ -148,4 +152,3 @@ def _field(item: Node, text: Text, masked: MaskedSource) -> VMStateField | None:
         line=line_of(item),
         condition=masked.condition_at(item.start_byte),
     )
-

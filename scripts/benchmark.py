@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Time `audit` on a QEMU tree against a bare tree-sitter parse of the same files.
+
+    python scripts/benchmark.py QEMU_DIR [--repeat N]
+
+Both are measured in this run on this machine, so the ratio is what to read,
+not the seconds. Peak memory is the process's maximum resident size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from pathlib import Path
+
+import tree_sitter_c
+from tree_sitter import Language, Parser
+
+from analyzer.audit import audit
+from analyzer.profile import load_profile
+from analyzer.tree import open_tree
+
+
+def _best_of(repeat: int, job) -> float:  # type: ignore[no-untyped-def]
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        job()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tree", type=Path)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    files = open_tree(args.tree, load_profile("i386")).files
+    ts_parser = Parser(Language(tree_sitter_c.language()))
+
+    def bare_parse() -> None:
+        for source in files:
+            ts_parser.parse(source.data)
+
+    baseline = _best_of(args.repeat, bare_parse)
+    full = _best_of(args.repeat, lambda: audit(args.tree))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    size = sum(len(f.data) for f in files)
+    print(f"tree: {args.tree} ({len(files)} files, {size / 1e6:.1f} MB)")
+    print(f"bare tree-sitter parse: {baseline:.3f} s (best of {args.repeat})")
+    print(f"audit end to end:       {full:.3f} s (best of {args.repeat})")
+    print(f"ratio audit / bare parse: {full / baseline:.2f}  (target: at most 1.5)")
+    print(f"peak memory: {peak_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
