@@ -10,7 +10,7 @@ from . import __version__
 from .capabilities import Capabilities
 from .compat import CompatIndex
 from .facts.extract import extract_file
-from .facts.model import Description, Diagnostic, FileFacts
+from .facts.model import Description, Diagnostic, FileFacts, Function
 from .findings import Finding, sorted_findings
 from .profile import Profile, load_profile
 from .put_path import CallEdge, Handoff, find_handoffs
@@ -51,7 +51,7 @@ def analyse(root: Path, target: str = "i386", progress: Progress | None = None) 
         facts.append(extract_file(source.path, source.data, profile, source.role))
     roles = {f.path: f.role for f in tree.files}
 
-    def functions_of(*wanted: str) -> list:  # type: ignore[type-arg]
+    def functions_of(*wanted: str) -> list[Function]:
         return [fn for ff in facts if roles[ff.path] in wanted for fn in ff.functions]
 
     capabilities = Capabilities(functions_of("kvm", "accel"), profile)
