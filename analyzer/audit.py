@@ -74,7 +74,6 @@ def analyse(root: Path, target: str = "i386", progress: Progress | None = None) 
         functions_of("vmstate", "kvm", "helpers", "accel"),
         capabilities,
         compat,
-        profile.cpu_type,
     )
     subsections = sorted(assessor.assess_all(), key=lambda r: (r.description.path, r.description.line))
     diagnostics = [d for ff in facts for d in ff.diagnostics]

@@ -34,8 +34,6 @@ class Capabilities:
     def __init__(self, functions: Iterable[Function], profile: Profile) -> None:
         self.profile = profile
         self.probes: dict[str, frozenset[Probe]] = {}
-        # The assignment that first made each key a capability, for evidence.
-        self.origin: dict[str, tuple[str, int]] = {}
         self._functions = tuple(functions)
         self._solve()
 
@@ -62,13 +60,7 @@ class Capabilities:
 
     def is_excluded(self, expression: Expression) -> bool:
         """True for conditions the profile says are never host capabilities."""
-        profile = self.profile
-        if any(call in profile.not_capability_calls for call in expression.calls):
-            return True
-        for path in expression.fields:
-            if any(path == f or path.startswith(f + ".") for f in profile.not_capability_fields):
-                return True
-        return any(s.rsplit(":", 1)[-1] in profile.not_capability_identifiers for s in expression.subjects)
+        return any(self._is_excluded_subject(s) for s in expression.subjects)
 
     def capability_subjects(self, expression: Expression) -> list[str]:
         """The subjects of `expression` that carry a host capability, as keys."""
@@ -164,13 +156,13 @@ class Capabilities:
         for function in self._functions:
             for call in function.calls:
                 for key, probe in self._query_outputs(call, function):
-                    self._add(key, frozenset({probe}), (function.path, call.line))
+                    self._add(key, frozenset({probe}))
         for _ in range(20):
             changed = False
             for function in self._functions:
                 for assignment in function.assignments:
                     probes = self._assignment_probes(assignment, function)
-                    if probes and self._add(assignment.target, probes, (function.path, assignment.line)):
+                    if probes and self._add(assignment.target, probes):
                         changed = True
                 if self._is_probe_call(function.name) or function.name in self.profile.ioctl_calls:
                     # The result of a probe or ioctl wrapper is judged at each call
@@ -179,16 +171,15 @@ class Capabilities:
                 returned: set[Probe] = set()
                 for expression in function.returns:
                     returned.update(self.of_expression(expression, function, function.line))
-                if returned and self._add(f"call:{function.name}", frozenset(returned), (function.path, function.line)):
+                if returned and self._add(f"call:{function.name}", frozenset(returned)):
                     changed = True
             if not changed:
                 break
 
-    def _add(self, key: str, probes: frozenset[Probe], origin: tuple[str, int]) -> bool:
+    def _add(self, key: str, probes: frozenset[Probe]) -> bool:
+        """Add probes to a key; True when that changed anything."""
         old = self.probes.get(key, frozenset())
-        new = old | probes
-        if new == old:
+        if probes <= old:
             return False
-        self.probes[key] = new
-        self.origin.setdefault(key, origin)
+        self.probes[key] = old | probes
         return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
@@ -40,12 +41,7 @@ class Profile:
     compat_add_calls: frozenset[str]
     machine_macros: tuple[MachineMacro, ...]
 
-    def role_of(self, path: str) -> str | None:
-        for role, paths in self.files.items():
-            if path in paths:
-                return role
-        return None
-
+    @cached_property
     def state_roots(self) -> frozenset[str]:
         """Paths that denote a whole state object rather than one of its members."""
         return frozenset({self.cpu_type, *self.state_types.values()})

@@ -40,7 +40,7 @@ class CallEdge:
 
 
 def _is_member(path: str, profile: Profile) -> bool:
-    return path.startswith(profile.cpu_type + ".") and path not in profile.state_roots()
+    return path.startswith(profile.cpu_type + ".") and path not in profile.state_roots
 
 
 def _passes_on(callee: str, index: int, by_name: dict[str, list[Function]], sinks: dict[str, set[int]]) -> bool:
@@ -135,5 +135,5 @@ def find_handoffs(functions: Iterable[Function], profile: Profile) -> tuple[list
     for entry in profile.put_entry_points:
         for function in by_name.get(entry, []):
             visit(function, (), (entry,))
-    order = lambda h: (h.path, h.line, h.column, h.state_path, h.chain)  # noqa: E731
-    return sorted(handoffs, key=order), sorted(edges, key=lambda e: (e.path, e.line, e.callee))
+    ordered = sorted(handoffs, key=lambda h: (h.path, h.line, h.column, h.state_path, h.chain))
+    return ordered, sorted(edges, key=lambda e: (e.path, e.line, e.callee))

@@ -91,7 +91,6 @@ class Assessor:
         functions: Iterable[Function],
         capabilities: Capabilities,
         compat: CompatIndex,
-        cpu_type: str,
     ) -> None:
         self.descriptions = descriptions
         self.handoffs = [(h, split_path(h.state_path)) for h in handoffs]
@@ -100,85 +99,62 @@ class Assessor:
             self.functions.setdefault(function.name, []).append(function)
         self.capabilities = capabilities
         self.compat = compat
-        self.cpu_type = cpu_type
+        # Subsection symbol -> the description listing it, and the #if around the entry.
+        self.listed_in: dict[str, tuple[Description, str | None]] = {}
+        # Symbol -> the description containing it and the member path from that
+        # description's opaque: "" for a subsection (same opaque), the field's
+        # path for a description embedded by VMSTATE_STRUCT*.
+        self.owners: dict[str, tuple[Description, str]] = {}
+        for description in descriptions.values():
+            for entry in description.subsections:
+                self.listed_in.setdefault(entry.symbol, (description, entry.condition))
+                self.owners.setdefault(entry.symbol, (description, ""))
+        for description in descriptions.values():
+            for field in description.fields:
+                if field.embeds:
+                    self.owners.setdefault(field.embeds, (description, field.path))
 
     # -- structure ---------------------------------------------------------
 
-    def parents(self) -> dict[str, tuple[Description, str | None]]:
-        """Map each subsection symbol to the description listing it, and its #if."""
-        found: dict[str, tuple[Description, str | None]] = {}
-        for description in self.descriptions.values():
-            for entry in description.subsections:
-                found.setdefault(entry.symbol, (description, entry.condition))
-        return found
-
-    def bases(self) -> dict[str, str]:
-        """Absolute state path each description's fields are relative to."""
-        embedded: dict[str, tuple[str, str]] = {}
-        for description in self.descriptions.values():
-            for field in description.fields:
-                if field.embeds:
-                    embedded.setdefault(field.embeds, (description.symbol, field.path))
-        parents = self.parents()
-        bases: dict[str, str] = {}
-
-        def base(symbol: str, seen: frozenset[str] = frozenset()) -> str:
-            if symbol in bases:
-                return bases[symbol]
-            description = self.descriptions[symbol]
-            result = ""
-            if symbol in seen:
-                pass
-            elif symbol in parents:
-                result = base(parents[symbol][0].symbol, seen | {symbol})
-            elif symbol in embedded and embedded[symbol][0] in self.descriptions:
-                owner, field_path = embedded[symbol]
-                result = ".".join(p for p in [base(owner, seen | {symbol}), *split_path(field_path)] if p)
-            else:
-                types = [f.struct_type for f in description.fields if f.struct_type]
-                result = types[0] if types else ""
-            bases[symbol] = result
-            return result
-
-        for symbol in self.descriptions:
-            base(symbol)
-        return bases
+    def _owner_chain(self, symbol: str) -> list[tuple[Description, str]]:
+        """Containing descriptions from the nearest outwards, with their member paths."""
+        chain: list[tuple[Description, str]] = []
+        seen = {symbol}
+        current = symbol
+        while current in self.owners:
+            owner, path = self.owners[current]
+            if owner.symbol in seen:
+                break
+            chain.append((owner, path))
+            seen.add(owner.symbol)
+            current = owner.symbol
+        return chain
 
     def ancestors(self, symbol: str) -> list[Description]:
         """Descriptions whose post_load runs after this one's fields have loaded."""
-        parents = self.parents()
-        embedded_in = {
-            field.embeds: description
-            for description in self.descriptions.values()
-            for field in description.fields
-            if field.embeds
-        }
-        chain: list[Description] = []
-        seen = {symbol}
-        current = symbol
-        while True:
-            owner = parents[current][0] if current in parents else embedded_in.get(current)
-            if owner is None or owner.symbol in seen:
-                return chain
-            chain.append(owner)
-            seen.add(owner.symbol)
-            current = owner.symbol
+        return [owner for owner, _ in self._owner_chain(symbol)]
+
+    def base(self, symbol: str) -> list[str]:
+        """The absolute state path a description's fields are relative to, as members."""
+        chain = self._owner_chain(symbol)
+        root = chain[-1][0] if chain else self.descriptions[symbol]
+        types = [f.struct_type for f in root.fields if f.struct_type]
+        parts = types[:1]
+        for _, path in reversed(chain):
+            parts.extend(split_path(path))
+        return parts
 
     # -- verdicts ----------------------------------------------------------
 
     def assess_all(self) -> list[SubsectionReport]:
-        parents = self.parents()
-        bases = self.bases()
-        reports = []
-        for symbol, (parent, condition) in parents.items():
-            if symbol in self.descriptions:
-                reports.append(self.assess(self.descriptions[symbol], parent, condition, bases))
-        return reports
+        return [
+            self.assess(self.descriptions[symbol], parent, condition)
+            for symbol, (parent, condition) in self.listed_in.items()
+            if symbol in self.descriptions
+        ]
 
-    def assess(
-        self, description: Description, parent: Description, ifdef: str | None, bases: Mapping[str, str]
-    ) -> SubsectionReport:
-        base = split_path(bases.get(description.symbol, ""))
+    def assess(self, description: Description, parent: Description, ifdef: str | None) -> SubsectionReport:
+        base = self.base(description.symbol)
         consumers: list[Consumer] = []
         guarded: list[str] = []
         required: set[Probe] = set()
@@ -245,7 +221,7 @@ class Assessor:
                 atom.text
                 for guards in sites
                 for guard in guards
-                for atom in _atom_conditions(guard.condition)
+                for atom in guard.condition.leaves()
                 if atom.atom is not None and self.capabilities.is_host_capability(atom.atom)
             }
         )
@@ -311,12 +287,6 @@ class Assessor:
                 if prop is not None and all(m.property != prop for m in found):
                     found.append(self.compat.mitigation(prop))
         return tuple(found)
-
-
-def _atom_conditions(condition: Condition) -> list[Condition]:
-    if condition.op == "atom":
-        return [condition]
-    return [a for operand in condition.operands for a in _atom_conditions(operand)]
 
 
 def _evaluate(condition: Condition, values: Mapping[str, bool]) -> bool | None:

@@ -19,7 +19,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         [sys.executable, "-m", "analyzer", *args],
         capture_output=True,
         text=True,
-        cwd=REPO.parent if env is None else env.get("CWD", str(REPO.parent)),
+        cwd=REPO.parent,
         env={**os.environ, **(env or {})},
         check=False,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -191,8 +192,6 @@ def test_python_m_matches_console_script() -> None:
     script = shutil.which("vmstate-guard")
     if script is None:
         pytest.skip("console script not installed (pip install -e .)")
-    import subprocess
-
     direct = subprocess.run([script, "audit", str(MINI)], capture_output=True, text=True, check=False)
     module = run_cli("audit", str(MINI))
     assert (direct.returncode, direct.stdout) == (module.returncode, module.stdout)

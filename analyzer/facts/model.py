@@ -18,7 +18,11 @@ files when they denote the same thing:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# `!flag`, `!env->nested_state`: a negated plain operand.
+_NEGATED_OPERAND = re.compile(r"!\s*[A-Za-z_]\w*(?:\s*(?:->|\.)\s*\w+)*")
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,15 @@ class Condition:
     operands: tuple[Condition, ...] = ()
     atom: Expression | None = None
 
+    def leaves(self) -> tuple[Condition, ...]:
+        """The atom conditions, left to right."""
+        if self.op == "atom":
+            return (self,)
+        return tuple(leaf for operand in self.operands for leaf in operand.leaves())
+
     def atoms(self) -> tuple[Expression, ...]:
-        if self.atom is not None:
-            return (self.atom,)
-        return tuple(a for operand in self.operands for a in operand.atoms())
+        """What each atom reads."""
+        return tuple(leaf.atom for leaf in self.leaves() if leaf.atom is not None)
 
 
 @dataclass(frozen=True)
@@ -67,10 +76,8 @@ class Guard:
             return f"{text} == {self.label}"
         if self.holds:
             return text
-        if text.startswith("!") and "(" not in text[1:2]:
-            inner = text[1:]
-            if inner.replace("_", "").replace("->", "").replace(".", "").isalnum():
-                return inner
+        if _NEGATED_OPERAND.fullmatch(text):
+            return text[1:]  # !(!has_xsave) reads better as has_xsave
         return f"!({text})"
 
 
