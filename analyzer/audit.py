@@ -54,7 +54,8 @@ def analyse(root: Path, target: str = "i386", progress: Progress | None = None) 
     def functions_of(*wanted: str) -> list[Function]:
         return [fn for ff in facts if roles[ff.path] in wanted for fn in ff.functions]
 
-    capabilities = Capabilities(functions_of("kvm", "accel"), profile)
+    # machine.c is in scope for its post_loads' locals (`len = kvm_max_nested_state_length()`).
+    capabilities = Capabilities(functions_of("vmstate", "kvm", "accel"), profile)
     handoffs, put_calls = find_handoffs(functions_of("kvm", "helpers", "accel"), profile)
     compat = CompatIndex(
         properties=[p for ff in facts if roles[ff.path] == "properties" for p in ff.properties],
@@ -74,6 +75,7 @@ def analyse(root: Path, target: str = "i386", progress: Progress | None = None) 
         functions_of("vmstate", "kvm", "helpers", "accel"),
         capabilities,
         compat,
+        profile.failure_calls,
     )
     subsections = sorted(assessor.assess_all(), key=lambda r: (r.description.path, r.description.line))
     diagnostics = [d for ff in facts for d in ff.diagnostics]

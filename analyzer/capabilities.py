@@ -34,6 +34,10 @@ class Capabilities:
     def __init__(self, functions: Iterable[Function], profile: Profile) -> None:
         self.profile = profile
         self.probes: dict[str, frozenset[Probe]] = {}
+        # Locals are reused (`r = kvm_check_extension(...)`, later
+        # `r = hyperv_handle_properties(...)`): keep each assignment's probes by
+        # line, so a condition sees the value most recently assigned above it.
+        self._local_values: dict[str, dict[int, frozenset[Probe]]] = {}
         self._functions = tuple(functions)
         self._solve()
 
@@ -42,12 +46,22 @@ class Capabilities:
     def of_expression(
         self, expression: Expression, function: Function | None = None, line: int = 0
     ) -> frozenset[Probe]:
-        """Probes whose result `expression` depends on (performed at `line` of `function`)."""
+        """Probes whose result `expression` depends on (performed at `line` of `function`;
+        line 0 means anywhere in it)."""
         found = set(self._direct(expression, function, line))
         for subject in expression.subjects:
-            if not self._is_excluded_subject(subject):
+            if self._is_excluded_subject(subject):
+                continue
+            if line > 0 and subject in self._local_values:
+                found.update(self._local_value_at(subject, line))
+            else:
                 found.update(self.probes.get(subject, ()))
         return frozenset(found)
+
+    def _local_value_at(self, key: str, line: int) -> frozenset[Probe]:
+        """Probes of the last assignment to a local above `line` (branches and loops ignored)."""
+        earlier = [assigned for assigned in self._local_values[key] if assigned < line]
+        return self._local_values[key][max(earlier)] if earlier else frozenset()
 
     def _is_excluded_subject(self, key: str) -> bool:
         kind, _, rest = key.partition(":")
@@ -162,6 +176,9 @@ class Capabilities:
             for function in self._functions:
                 for assignment in function.assignments:
                     probes = self._assignment_probes(assignment, function)
+                    if assignment.target.startswith("local:"):
+                        values = self._local_values.setdefault(assignment.target, {})
+                        values[assignment.line] = values.get(assignment.line, frozenset()) | probes
                     if probes and self._add(assignment.target, probes):
                         changed = True
                 if self._is_probe_call(function.name) or function.name in self.profile.ioctl_calls:
@@ -169,8 +186,8 @@ class Capabilities:
                     # site, by the KVM_CAP_* or request constant its caller passes.
                     continue
                 returned: set[Probe] = set()
-                for expression in function.returns:
-                    returned.update(self.of_expression(expression, function, function.line))
+                for returned_value in function.returns:
+                    returned.update(self.of_expression(returned_value.value, function))
                 if returned and self._add(f"call:{function.name}", frozenset(returned)):
                     changed = True
             if not changed:

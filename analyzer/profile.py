@@ -39,6 +39,7 @@ class Profile:
     cpu_drivers: frozenset[str]
     property_macros_prefix: str
     compat_add_calls: frozenset[str]
+    failure_calls: frozenset[str]
     machine_macros: tuple[MachineMacro, ...]
 
     @cached_property
@@ -84,5 +85,6 @@ def load_profile(target: str) -> Profile:
         cpu_drivers=frozenset(_strings(compat, "cpu_drivers")),
         property_macros_prefix=str(compat.get("property_macros_prefix", "DEFINE_PROP_")),
         compat_add_calls=frozenset(_strings(compat, "compat_add_calls")),
+        failure_calls=frozenset(_strings(data.get("post_load", {}), "failure_calls")),
         machine_macros=tuple(MachineMacro(m["macro"], m["name"], m["options"]) for m in data.get("machine_macros", ())),
     )

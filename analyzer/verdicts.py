@@ -91,6 +91,7 @@ class Assessor:
         functions: Iterable[Function],
         capabilities: Capabilities,
         compat: CompatIndex,
+        failure_calls: frozenset[str] = frozenset(),
     ) -> None:
         self.descriptions = descriptions
         self.handoffs = [(h, split_path(h.state_path)) for h in handoffs]
@@ -99,6 +100,7 @@ class Assessor:
             self.functions.setdefault(function.name, []).append(function)
         self.capabilities = capabilities
         self.compat = compat
+        self.failure_calls = failure_calls
         # Subsection symbol -> the description listing it, and the #if around the entry.
         self.listed_in: dict[str, tuple[Description, str | None]] = {}
         # Symbol -> the description containing it and the member path from that
@@ -236,46 +238,68 @@ class Assessor:
         return True
 
     def _post_load_checks(self, description: Description, required: set[str]) -> tuple[tuple[str, ...], str | None]:
-        """Capability symbols each applicable post_load tests, and the first that covers `required`."""
+        """Capabilities the applicable post_loads verify, and the first post_load covering `required`."""
         names: list[str] = []
         covering = None
         for owner in [description, *self.ancestors(description.symbol)]:
             if not owner.post_load:
                 continue
-            keys = self._reachable_capabilities(owner.post_load)
-            probes = {p.name for key in keys for p in self.capabilities.probes.get(key, ())}
-            for key in keys:
-                if short_name(key) not in names:
-                    names.append(short_name(key))
+            verified_names, probes = self._verified_by(owner.post_load)
+            names.extend(n for n in verified_names if n not in names)
             if covering is None and required & probes:
                 covering = owner.post_load
         return tuple(names), covering
 
-    def _reachable_capabilities(self, entry: str) -> list[str]:
-        found: list[str] = []
-        seen: set[str] = set()
-        stack = [entry]
+    def _verified_by(self, entry: str) -> tuple[list[str], set[str]]:
+        """What a post_load (and what it calls) verifies: a capability whose absence
+        alone leads to a failure (a negative return, error_report and friends).
+
+        `if (max_nested_state_len <= 0) { error_report(...); return -EINVAL; }`
+        verifies; `if ((env->hflags & HF_GUEST_MASK) && !env->nested_state)` does
+        not, because it fires only for some guest states.
+        """
+        names: list[str] = []
+        probes: set[str] = set()
+        verifying_keys: set[str] = set()
+        calls_seen: list[str] = []
+        stack: list[tuple[str, tuple[Guard, ...], tuple[str, ...]]] = [(entry, (), (entry,))]
         while stack:
-            name = stack.pop()
-            if name in seen:
-                continue
-            seen.add(name)
+            name, outer, chain = stack.pop()
             for function in self.functions.get(name, []):
-                expressions = [a for c in function.calls for a in c.arguments]
-                expressions += [a.value for a in function.assignments]
-                expressions += list(function.returns)
+                sites = [(*outer, *r.guards) for r in function.returns if r.value.text.startswith("-")]
                 for call in function.calls:
-                    for guard in call.guards:
-                        expressions.extend(guard.condition.atoms())
-                    key = f"call:{call.callee}"
-                    if self.capabilities.probes.get(key) and key not in found:
-                        found.append(key)
-                    stack.append(call.callee)
-                for expression in expressions:
-                    for key in self.capabilities.capability_subjects(expression):
-                        if key not in found:
-                            found.append(key)
-        return found
+                    calls_seen.append(call.callee)
+                    if call.callee in self.failure_calls:
+                        sites.append((*outer, *call.guards))
+                    elif call.callee in self.functions and call.callee not in chain and len(chain) < 8:
+                        stack.append((call.callee, (*outer, *call.guards), (*chain, call.callee)))
+                for guards in sites:
+                    for guard in guards:
+                        for key in self._decisive_capabilities(guard):
+                            verifying_keys.add(key)
+        for key in sorted(verifying_keys):
+            names.append(short_name(key))
+            probes.update(p.name for p in self.capabilities.probes.get(key, ()))
+        # Name the accessors the post_load reaches for those capabilities, too.
+        for callee in calls_seen:
+            key = f"call:{callee}"
+            if {p.name for p in self.capabilities.probes.get(key, ())} & probes and short_name(key) not in names:
+                names.append(short_name(key))
+        return names, probes
+
+    def _decisive_capabilities(self, guard: Guard) -> list[str]:
+        """Capability keys of a guard that, by their value alone, make it hold."""
+        if guard.kind == "case":
+            return []
+        leaves = guard.condition.leaves()
+        keys = {leaf.text: self.capabilities.capability_subjects(leaf.atom) for leaf in leaves if leaf.atom is not None}
+        atoms = sorted(text for text, found in keys.items() if found)
+        if not atoms or len(atoms) > _MAX_ATOMS:
+            return []
+        for values in product((False, True), repeat=len(atoms)):
+            if _evaluate(guard.condition, dict(zip(atoms, values, strict=True))) is guard.holds:
+                return sorted({key for text in atoms for key in keys[text]})
+        return []
 
     def _compat(self, description: Description) -> tuple[CompatMitigation, ...]:
         if not description.needed:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from analyzer.audit import AuditResult, audit
@@ -109,3 +112,30 @@ def test_old_layout() -> None:
     assert [p.name for p in report.required] == ["KVM_CAP_XSAVE"]
     # Both sides of `if (!has_xsave) return kvm_put_fpu(cpu);` write env->fpop.
     assert _report(result, "cpu/fpop_ip_dp").verdict == "unconditional"
+
+
+@pytest.mark.parametrize(
+    ("check", "verdict"),
+    [
+        # Fires whatever the guest state when the buffer is missing: verifies.
+        ("    if (!env->nested_state) {\n        return -EINVAL;\n    }\n", "checked"),
+        # Fires only for a guest in guest mode (QEMU's cpu_post_load): does not.
+        (
+            "    if ((env->hflags & HF_GUEST_MASK) && !env->nested_state) {\n        return -EINVAL;\n    }\n",
+            "unchecked",
+        ),
+    ],
+    ids=["capability-alone", "guest-state-and-capability"],
+)
+def test_ancestor_post_load_verifies_only_on_the_capability_alone(tmp_path: Path, check: str, verdict: str) -> None:
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    machine = tree / "target/i386/machine.c"
+    text = machine.read_text().replace("    .post_load = nested_state_post_load,\n", "")
+    text = text.replace(
+        "static int cpu_post_load(void *opaque, int version_id)\n{\n",
+        "static int cpu_post_load(void *opaque, int version_id)\n{\n"
+        "    X86CPU *cpu = opaque;\n    CPUX86State *env = &cpu->env;\n\n" + check,
+    )
+    machine.write_text(text)
+    assert _report(audit(tree), "cpu/nested_state").verdict == verdict

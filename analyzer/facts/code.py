@@ -9,7 +9,7 @@ from tree_sitter import Node
 
 from ..profile import Profile
 from ..syntax import Text, column_of, line_of, named_children
-from .model import Assignment, Call, Condition, Expression, Function, Guard
+from .model import Assignment, Call, Condition, Expression, Function, Guard, Return
 
 _CONSTANT = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _TYPE_WORDS = {"const", "volatile", "struct", "union", "enum", "static", "unsigned", "signed"}
@@ -84,7 +84,7 @@ class FunctionExtractor:
         self.scope = scope
         self.calls: list[Call] = []
         self.assignments: list[Assignment] = []
-        self.returns: list[Expression] = []
+        self.returns: list[Return] = []
         self.reads: set[str] = set()
 
     # -- symbols -----------------------------------------------------------
@@ -289,8 +289,10 @@ class FunctionExtractor:
                 else:
                     self.scan(child, guards)
         elif kind == "return_statement":
-            for child in named_children(node):
-                self.returns.append(self.expression(child))
+            returned = named_children(node)
+            summary = self.expression(returned[0]) if returned else Expression(text="")
+            self.returns.append(Return(summary, guards, line_of(node)))
+            for child in returned:
                 self.scan(child, guards)
         elif kind == "labeled_statement":
             for child in named_children(node):

@@ -91,6 +91,13 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Return:
+    value: Expression  # empty text for a bare `return;`
+    guards: tuple[Guard, ...]
+    line: int
+
+
+@dataclass(frozen=True)
 class Assignment:
     target: str  # symbol key written
     target_text: str
@@ -112,7 +119,7 @@ class Function:
     parameters: tuple[str, ...] = ()  # parameter keys, in order
     calls: tuple[Call, ...] = ()
     assignments: tuple[Assignment, ...] = ()
-    returns: tuple[Expression, ...] = ()
+    returns: tuple[Return, ...] = ()
     reads: tuple[str, ...] = ()  # every field key the body mentions
 
 
