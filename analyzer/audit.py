@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import __version__
 from .capabilities import Capabilities
 from .compat import CompatIndex
+from .config import Config
 from .facts.extract import extract_file
 from .facts.model import Description, Diagnostic, FileFacts, Function
 from .findings import Finding, sorted_findings
 from .profile import Profile, load_profile
 from .put_path import CallEdge, Handoff, find_handoffs
-from .tree import QemuTree, open_tree
+from .tree import QemuTree, TreeReader, open_tree
 from .verdicts import Assessor, SubsectionReport
 
 Progress = Callable[[str, int, int], None]
@@ -38,11 +39,15 @@ class Analysis:
 class AuditResult:
     analysis: Analysis
     findings: tuple[Finding, ...]
+    # Findings found but not reported, by reason: ("accepted in .vmstate-guard.toml", 2).
+    hidden: tuple[tuple[str, int], ...] = ()
     tool_version: str = __version__
 
 
-def analyse(root: Path, target: str = "i386", progress: Progress | None = None) -> Analysis:
-    profile = load_profile(target)
+def analyse(
+    root: Path | TreeReader, target: str = "i386", progress: Progress | None = None, config: Config | None = None
+) -> Analysis:
+    profile = (config or Config()).extend(load_profile(target))
     tree = open_tree(root, profile)
     facts: list[FileFacts] = []
     for index, source in enumerate(tree.files):
@@ -94,13 +99,16 @@ def analyse(root: Path, target: str = "i386", progress: Progress | None = None) 
 
 
 def audit(
-    root: Path, target: str = "i386", enabled: Callable[[str], bool] | None = None, progress: Progress | None = None
+    root: Path | TreeReader, target: str = "i386", config: Config | None = None, progress: Progress | None = None
 ) -> AuditResult:
+    """Run every enabled rule; severities as the config overrides them."""
     from .rules import RULES
 
-    analysis = analyse(root, target, progress)
+    config = config or Config()
+    analysis = analyse(root, target, progress, config)
     findings: list[Finding] = []
     for rule in RULES:
-        if enabled is None or enabled(rule.id):
-            findings.extend(rule.check(analysis))
+        if config.is_enabled(rule.id):
+            severity = config.severity.get(rule.id)
+            findings.extend(replace(f, severity=severity) if severity else f for f in rule.check(analysis))
     return AuditResult(analysis, tuple(sorted_findings(findings)))

@@ -22,10 +22,23 @@ host-capability flag that no post_load verifies.
 exit status: 0 no findings, 1 findings, 2 usage or input error
 """
 
+_CHECK_EPILOG = """\
+examples:
+  vmstate-guard check . --base origin/master                 the working tree against a branch
+  vmstate-guard check . --base origin/master --head HEAD --format sarif -o vmstate-guard.sarif
+  vmstate-guard check qemu-10.0 --base-tree qemu-7.2         two unpacked releases, no git
+
+Findings are matched by fingerprint (rule, subsection and capability names,
+never line numbers), so code that only moved is not reported. Exit status is
+1 only when head has a finding the base does not.
+"""
+
 _AUDIT_EPILOG = """\
 examples:
   vmstate-guard audit ~/src/qemu                 warnings, then a summary per verdict
   vmstate-guard audit ~/src/qemu --format json -o audit.json
+  vmstate-guard audit ~/src/qemu --format sarif -o vmstate-guard.sarif
+  vmstate-guard audit ~/src/qemu --write-baseline baseline.json   then --baseline baseline.json
 
 Each warning is `path:line:col: warning: message [VG001]`, followed by its
 evidence: the needed() function, the guarded write to KVM, where the flag is
@@ -42,6 +55,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .reports import FINDING_FORMATS
     from .reports.graph_export import FORMATS as GRAPH_FORMATS
 
     parser = _Parser(
@@ -59,8 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     audit.add_argument("tree", type=Path, metavar="QEMU_DIR", help="top of a QEMU source tree (read only)")
-    audit.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    _findings_options(audit, FINDING_FORMATS)
     _common(audit)
+
+    check = commands.add_parser(
+        "check",
+        help="report only the findings a change introduces (pre-merge lint)",
+        description="Compare two revisions of a QEMU tree and report findings that are new in head.",
+        epilog=_CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("tree", type=Path, metavar="QEMU_DIR", help="the QEMU tree (a git checkout for --base)")
+    base = check.add_mutually_exclusive_group(required=True)
+    base.add_argument("--base", metavar="REV", help="git revision to compare against, read from git objects")
+    base.add_argument("--base-tree", type=Path, metavar="DIR", help="an unpacked tree to compare against, without git")
+    check.add_argument(
+        "--head", metavar="REV", help="git revision to check (default: the files in QEMU_DIR as they are on disk)"
+    )
+    _findings_options(check, FINDING_FORMATS)
+    _common(check)
 
     graph = commands.add_parser(
         "graph",
@@ -74,6 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="print a rule's documentation", description="Explain a rule.")
     explain.add_argument("rule", metavar="ID", help="rule id (VG001) or name (unchecked-capability-subsection)")
     return parser
+
+
+def _findings_options(command: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
+    command.add_argument("--format", choices=formats, default="text", help="output format (default: text)")
+    command.add_argument(
+        "--config", type=Path, metavar="FILE", help="configuration (default: QEMU_DIR/.vmstate-guard.toml if present)"
+    )
+    command.add_argument("--baseline", type=Path, metavar="FILE", help="hide the findings this baseline records")
+    command.add_argument(
+        "--write-baseline", type=Path, metavar="FILE", help="record the findings that would be reported, then exit 0"
+    )
 
 
 def _common(command: argparse.ArgumentParser) -> None:
@@ -113,6 +155,37 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
     return show
 
 
+def _report_findings(args: argparse.Namespace) -> int:
+    from .audit import audit
+    from .baseline import load_baseline, render_baseline
+    from .config import load_config
+    from .git import RevisionReader
+    from .reports import renderer
+    from .selection import introduced, select
+    from .tree import DirectoryReader, TreeReader
+
+    config = load_config(args.config, args.tree if args.tree.is_dir() else None)
+    progress = _progress(not args.quiet)
+    head: TreeReader = DirectoryReader(args.tree)
+    if args.command == "check" and args.head:
+        head = RevisionReader(args.tree, args.head)
+    result = audit(head, args.target, config, progress)
+    if args.command == "check":
+        base: TreeReader = RevisionReader(args.tree, args.base) if args.base else DirectoryReader(args.base_tree)
+        result = introduced(result, audit(base, args.target, config, progress))
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    if args.write_baseline:
+        # Keep reasons already written in the baseline being replaced.
+        previous = baseline or (load_baseline(args.write_baseline) if args.write_baseline.is_file() else None)
+        recorded = select(result, config)
+        _write(render_baseline(recorded.findings, previous), args.write_baseline)
+        print(f"vmstate-guard: recorded {len(recorded.findings)} findings in {args.write_baseline}", file=sys.stderr)
+        return EXIT_CLEAN
+    result = select(result, config, baseline)
+    _write(renderer(args.format)(result), args.output)
+    return EXIT_FINDINGS if result.findings else EXIT_CLEAN
+
+
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .rules import RULES, find_rule
 
@@ -126,14 +199,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             raise InputError(f"no rule {args.rule!r}; `vmstate-guard --list-rules` lists them")
         print(explained.documentation)
         return EXIT_CLEAN
-    if args.command == "audit":
-        from .audit import audit
-        from .reports import json_report, text
-
-        result = audit(args.tree, args.target, progress=_progress(not args.quiet))
-        renderer = json_report.render if args.format == "json" else text.render
-        _write(renderer(result), args.output)
-        return EXIT_FINDINGS if result.findings else EXIT_CLEAN
+    if args.command in ("audit", "check"):
+        return _report_findings(args)
     if args.command == "graph":
         from .audit import analyse
         from .graph import build_graph

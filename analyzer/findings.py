@@ -31,7 +31,10 @@ class Finding:
     message: str
     location: Location
     related: tuple[Related, ...]
-    fingerprint: str
+    fingerprint: str  # what the finding is about: rule, file, subsection name
+    # The host capabilities whose absence drops the state; a change that adds
+    # one makes an existing finding worse.
+    capabilities: tuple[str, ...] = ()
 
     def sort_key(self) -> tuple[str, int, int, str, str]:
         return (self.location.path, self.location.line, self.location.column, self.rule, self.subsection)

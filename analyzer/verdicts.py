@@ -45,6 +45,7 @@ class SubsectionReport:
     compat: tuple[CompatMitigation, ...]
     verdict: str
     needed_at: tuple[str, int] | None = None  # where the needed() function is defined
+    enclosing: tuple[str, ...] = ()  # symbols of the descriptions containing it, nearest first
 
 
 def split_path(path: str) -> list[str]:
@@ -194,6 +195,7 @@ class Assessor:
             compat=self._compat(description),
             verdict=verdict,
             needed_at=self._defined_at(description.needed, description.path),
+            enclosing=tuple(owner.symbol for owner in self.ancestors(description.symbol)),
         )
 
     def _defined_at(self, name: str | None, near: str) -> tuple[str, int] | None:

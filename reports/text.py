@@ -22,6 +22,8 @@ def render(result: AuditResult) -> str:
     total = len(result.analysis.subsections)
     for verdict in VERDICTS:
         lines.append(f"{verdict}: {counts[verdict]} of {total} subsections")
+    for reason, count in result.hidden:
+        lines.append(f"not reported: {count} finding{'s' if count != 1 else ''} {reason}")
     if result.analysis.diagnostics:
         lines.append(f"{len(result.analysis.diagnostics)} notes: regions not understood or files missing")
     return "\n".join(lines) + "\n"

@@ -63,12 +63,33 @@ SUMMARY = "subsection state reaches KVM only behind a host capability that no po
 
 
 def check(analysis: Analysis) -> Iterator[Finding]:
-    for report in analysis.subsections:
-        if report.verdict == UNCHECKED:
-            yield _finding(report)
+    unchecked = {r.description.symbol: r for r in analysis.subsections if r.verdict == UNCHECKED}
+    folded: dict[str, list[SubsectionReport]] = {}
+    for report in unchecked.values():
+        outer = _enclosing_finding(report, unchecked)
+        if outer is not None:
+            folded.setdefault(outer.description.symbol, []).append(report)
+    for symbol, report in unchecked.items():
+        if _enclosing_finding(report, unchecked) is None:
+            yield _finding(report, folded.get(symbol, []))
 
 
-def _finding(report: SubsectionReport) -> Finding:
+def _enclosing_finding(report: SubsectionReport, unchecked: dict[str, SubsectionReport]) -> SubsectionReport | None:
+    """The outermost unchecked subsection containing this one for the same capability.
+
+    Nested subsections of `cpu/nested_state` travel in one KVM_SET_NESTED_STATE
+    and are fixed by one post_load in the outer subsection: one finding, not five.
+    """
+    probes = {p.name for p in report.required}
+    outer = None
+    for symbol in report.enclosing:
+        candidate = unchecked.get(symbol)
+        if candidate is not None and probes & {p.name for p in candidate.required}:
+            outer = candidate
+    return outer
+
+
+def _finding(report: SubsectionReport, nested: list[SubsectionReport]) -> Finding:
     description = report.description
     name = description.name or description.symbol
     guarded = [c for c in report.consumers if c.field in report.guarded_fields and c.capability_guards]
@@ -105,6 +126,9 @@ def _finding(report: SubsectionReport) -> Finding:
                     f"for {machines}",
                 )
             )
+    if nested:
+        names = ", ".join(sorted(n.description.name or n.description.symbol for n in nested))
+        message += f"; the same post_load would cover its nested subsections {names}"
     if report.compat and any(m.arrays for m in report.compat):
         message += "; mitigated for old machine types by " + ", ".join(
             f"{m.property.name}" for m in report.compat if m.arrays
@@ -118,5 +142,8 @@ def _finding(report: SubsectionReport) -> Finding:
         message=message,
         location=Location(description.path, description.line, description.column),
         related=tuple(related),
-        fingerprint=fingerprint(ID, description.path, description.symbol, name, *flags),
+        # The wire name, not the C symbol: QEMU renames symbols
+        # (vmstate_msr_hypercall_hypercall became vmstate_msr_hyperv_hypercall).
+        fingerprint=fingerprint(ID, description.path, name),
+        capabilities=tuple(probes),
     )
