@@ -14,6 +14,7 @@ from support import MINI, REPO, run_cli
 
 SARIF_SCHEMA = json.loads((REPO / "tests" / "data" / "sarif-schema-2.1.0.json").read_text())
 SMI_ENTRY = "        &vmstate_msr_smi_count,\n"
+EXCEPTION_ENTRY = "        &vmstate_exception_info,\n"
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -55,7 +56,7 @@ def history(tmp_path: Path) -> dict[str, str | Path]:
     _git(repo, "init", "-q")
     _edit(machine, SMI_ENTRY, "")
     base = _commit(repo, "base: msr_smi_count not listed")
-    _edit(machine, "        &vmstate_exception_info,\n", SMI_ENTRY + "        &vmstate_exception_info,\n")
+    _edit(machine, EXCEPTION_ENTRY, SMI_ENTRY + EXCEPTION_ENTRY)
     added = _commit(repo, "list cpu/msr_smi_count: adds an unchecked subsection")
     _edit(
         kvm,
@@ -308,3 +309,17 @@ def test_github_annotations() -> None:
         "::warning file=target/i386/machine.c,line=21,col=33,title=VG001 unchecked-capability-subsection::"
     )
     assert "%0Atarget/i386/kvm/kvm.c:44: MSR_SMI_COUNT probed" in lines[0]
+
+
+def test_pre_commit_hook_entry_runs(history: dict[str, str | Path]) -> None:
+    hooks = (REPO / ".pre-commit-hooks.yaml").read_text()
+    (entry,) = [line.split("entry:", 1)[1].split() for line in hooks.splitlines() if line.strip().startswith("entry:")]
+    assert entry[:2] == ["vmstate-guard", "check"]
+    repo = history["repo"]
+    assert isinstance(repo, Path)
+    _git(repo, "checkout", "-q", str(history["base"]))
+    _edit(repo / "target/i386/machine.c", EXCEPTION_ENTRY, SMI_ENTRY + EXCEPTION_ENTRY)
+    args = [str(repo) if part == "." else part for part in entry[2:]]
+    result = run_cli("check", *args)
+    assert result.returncode == 1
+    assert "cpu/msr_smi_count" in result.stdout
