@@ -171,6 +171,10 @@ class Capabilities:
             for call in function.calls:
                 for key, probe in self._query_outputs(call, function):
                     self._add(key, frozenset({probe}))
+                    if key.startswith("local:"):
+                        # The ioctl fills the buffer: from here on it holds host data.
+                        values = self._local_values.setdefault(key, {})
+                        values[call.line] = values.get(call.line, frozenset()) | {probe}
         for _ in range(20):
             changed = False
             for function in self._functions:

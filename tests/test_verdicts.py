@@ -139,3 +139,18 @@ def test_ancestor_post_load_verifies_only_on_the_capability_alone(tmp_path: Path
     )
     machine.write_text(text)
     assert _report(audit(tree), "cpu/nested_state").verdict == verdict
+
+
+def test_buffer_filled_by_a_query_ioctl_is_host_data(tmp_path: Path) -> None:
+    # `list = g_malloc0(n); kvm_ioctl(s, KVM_GET_MSR_INDEX_LIST, list); switch (list->indices[i])`:
+    # the allocation alone says nothing; the ioctl after it makes the buffer host data.
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    kvm = tree / "target/i386/kvm/kvm.c"
+    text = kvm.read_text()
+    old = "    kvm_msr_list = g_malloc0(sizeof(msr_list) + msr_list.nmsrs * sizeof(msr_list.indices[0]));\n"
+    assert old in text
+    kvm.write_text(text.replace(old, "    kvm_msr_list = g_malloc0(4096);\n"))
+    report = _report(audit(tree), "cpu/msr_smi_count")
+    assert report.verdict == "unchecked"
+    assert [p.name for p in report.required] == ["MSR_SMI_COUNT"]
