@@ -138,6 +138,10 @@ def _write(text: str, output: Path | None) -> None:
         fd, temporary = tempfile.mkstemp(prefix=f".{output.name}.", dir=parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        # mkstemp creates 0600; a report gets the permissions any new file would.
+        umask = os.umask(0)
+        os.umask(umask)
+        Path(temporary).chmod(0o666 & ~umask)
         Path(temporary).replace(output)
     except OSError as error:
         raise InputError(f"{output}: cannot write: {error.strerror or error}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -195,3 +196,11 @@ def test_python_m_matches_console_script() -> None:
     direct = subprocess.run([script, "audit", str(MINI)], capture_output=True, text=True, check=False)
     module = run_cli("audit", str(MINI))
     assert (direct.returncode, direct.stdout) == (module.returncode, module.stdout)
+
+
+def test_output_file_gets_ordinary_permissions(tmp_path: Path) -> None:
+    out = tmp_path / "audit.txt"
+    run_cli("audit", str(MINI), "-o", str(out))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
