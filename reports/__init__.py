@@ -9,12 +9,12 @@ if TYPE_CHECKING:
     from ..audit import AuditResult
 
 # Formats of `audit` and `check`, by the name users pass to --format.
-FINDING_FORMATS = ("text", "json", "sarif", "gitlab", "github")
+FINDING_FORMATS = ("text", "json", "sarif", "gitlab", "github", "html")
 
 
 def renderer(name: str) -> Callable[[AuditResult], str]:
-    from . import github, gitlab, json_report, sarif, text
+    from . import github, gitlab, html, json_report, sarif, text
 
-    modules = {"text": text, "json": json_report, "sarif": sarif, "gitlab": gitlab, "github": github}
+    modules = {"text": text, "json": json_report, "sarif": sarif, "gitlab": gitlab, "github": github, "html": html}
     render: Callable[[AuditResult], str] = modules[name].render
     return render

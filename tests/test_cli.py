@@ -157,6 +157,8 @@ def test_graph_exports(tmp_path: Path) -> None:
     [
         ["audit", "--format", "text"],
         ["audit", "--format", "json"],
+        ["audit", "--format", "sarif"],
+        ["audit", "--format", "html"],
         ["graph", "--format", "graphml"],
         ["graph", "--format", "dot"],
         ["graph", "--format", "json"],

@@ -1,0 +1,73 @@
+"""Where a post_load check for an unchecked subsection would go, and what it would call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .audit import Analysis
+from .findings import Location
+from .verdicts import SubsectionReport, short_name
+
+
+@dataclass(frozen=True)
+class Accessor:
+    flag: str  # what the KVM code tests: has_msr_smi_count, kvm_has_vcpu_events()
+    name: str  # the function a post_load can call
+    exists: bool  # already exported (kvm_has_exception_payload) or to be added
+    location: Location | None  # its definition, or where the flag is probed
+
+
+@dataclass(frozen=True)
+class PatchSite:
+    description: Location  # the VMStateDescription that gets the post_load
+    post_load: str  # the existing post_load to extend, or the one to add
+    extends_existing: bool
+    accessors: tuple[Accessor, ...]
+
+
+def propose(analysis: Analysis, report: SubsectionReport) -> PatchSite:
+    description = report.description
+    keys = sorted(
+        {
+            key
+            for consumer in report.consumers
+            if consumer.field in report.guarded_fields
+            for guard in consumer.handoff.guards
+            for atom in guard.condition.atoms()
+            for key in analysis.capabilities.capability_subjects(atom)
+        }
+    )
+    accessors = tuple(_accessor(analysis, key) for key in keys)
+    stem = description.symbol.removeprefix("vmstate_")
+    return PatchSite(
+        description=Location(description.path, description.line, description.column),
+        post_load=description.post_load or f"{stem}_post_load",
+        extends_existing=description.post_load is not None,
+        accessors=accessors,
+    )
+
+
+def _accessor(analysis: Analysis, key: str) -> Accessor:
+    flag = short_name(key)
+    if key.startswith("call:"):
+        defined = _defined(analysis, key.removeprefix("call:"))
+        where = Location(*defined) if defined else None
+        return Accessor(flag, flag.removesuffix("()"), True, where)
+    # An exported function that returns the flag as it is.
+    for facts in analysis.facts:
+        for function in facts.functions:
+            if not function.static and any(r.value.subjects == (key,) for r in function.returns):
+                return Accessor(flag, function.name, True, Location(function.path, function.line))
+    probes = sorted(analysis.capabilities.probes.get(key, ()))
+    where = Location(probes[0].path, probes[0].line) if probes else None
+    member = flag.rsplit(".", 1)[-1]
+    name = f"kvm_{member}" if member.startswith("has_") else f"kvm_has_{member}"
+    return Accessor(flag, name, False, where)
+
+
+def _defined(analysis: Analysis, name: str) -> tuple[str, int] | None:
+    for facts in analysis.facts:
+        for function in facts.functions:
+            if function.name == name:
+                return function.path, function.line
+    return None
