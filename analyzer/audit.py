@@ -86,6 +86,8 @@ def analyse(
     diagnostics = [d for ff in facts for d in ff.diagnostics]
     for path in tree.missing:
         diagnostics.append(Diagnostic(path, 0, "not in this tree; the facts it would give are missing"))
+    for path, why in tree.skipped:
+        diagnostics.append(Diagnostic(path, 0, f"skipped: {why}"))
     return Analysis(
         tree=tree,
         profile=profile,

@@ -11,15 +11,16 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError
+from .tree import QemuTree
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 
 _DESCRIPTION = """\
 Find QEMU VMState subsections whose state KVM can drop silently on a
 destination with an older kernel: state that reaches KVM only behind a
 host-capability flag that no post_load verifies.
 
-exit status: 0 no findings, 1 findings, 2 usage or input error
+exit status: 0 no findings, 1 findings, 2 usage or input error, 3 internal error
 """
 
 _CHECK_EPILOG = """\
@@ -159,6 +160,11 @@ def _progress(enabled: bool):  # type: ignore[no-untyped-def]
     return show
 
 
+def _warn_skipped(tree: QemuTree) -> None:
+    for path, why in tree.skipped:
+        print(f"vmstate-guard: warning: {path}: {why}; skipped", file=sys.stderr)
+
+
 def _report_findings(args: argparse.Namespace) -> int:
     from .audit import audit
     from .baseline import load_baseline, render_baseline
@@ -174,6 +180,7 @@ def _report_findings(args: argparse.Namespace) -> int:
     if args.command == "check" and args.head:
         head = RevisionReader(args.tree, args.head)
     result = audit(head, args.target, config, progress)
+    _warn_skipped(result.analysis.tree)
     if args.command == "check":
         base: TreeReader = RevisionReader(args.tree, args.base) if args.base else DirectoryReader(args.base_tree)
         result = introduced(result, audit(base, args.target, config, progress))
@@ -211,6 +218,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from .reports import graph_export
 
         analysis = analyse(args.tree, args.target, progress=_progress(not args.quiet))
+        _warn_skipped(analysis.tree)
         _write(graph_export.render(build_graph(analysis), args.format), args.output)
         return EXIT_CLEAN
     parser.print_help(sys.stderr)
@@ -228,3 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vmstate-guard: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # the last line of defence: one line, not a traceback
+        if os.environ.get("VMSTATE_GUARD_DEBUG"):
+            raise
+        print(
+            f"vmstate-guard: internal error: {type(error).__name__}: {error} "
+            "(please report it; VMSTATE_GUARD_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL

@@ -43,6 +43,9 @@ class MaskedSource:
     text: bytes
     regions: tuple[ConditionalRegion, ...]
     unbalanced_lines: tuple[int, ...]
+    # Brackets still open at the end of a truncated file, closed past its end
+    # so that what precedes still parses: (line of the innermost one, count).
+    unclosed: tuple[int, int] | None = None
 
     def condition_at(self, offset: int) -> str | None:
         """Return the conjunction of preprocessor conditions covering `offset`."""
@@ -152,4 +155,30 @@ def mask(text: bytes) -> MaskedSource:
         replacement = m.group(1) + b"*"
         buf[m.start() : m.end()] = replacement.ljust(m.end() - m.start())
     regions.sort(key=lambda r: (r.start, -r.end))
-    return MaskedSource(bytes(buf), tuple(regions), tuple(sorted(unbalanced)))
+    closers, unclosed = _closers(bytes(buf), code)
+    return MaskedSource(bytes(buf) + closers, tuple(regions), tuple(sorted(unbalanced)), unclosed)
+
+
+_PAIRS = {ord("{"): b"}", ord("("): b")", ord("["): b"]"}
+_CLOSING = {ord("}"), ord(")"), ord("]")}
+
+
+def _closers(masked: bytes, code: bytes) -> tuple[bytes, tuple[int, int] | None]:
+    """Closing brackets for those a truncated file leaves open (outside comments and strings).
+
+    Without them tree-sitter folds the whole unfinished declaration, for
+    instance `vmstate_x86_cpu` cut inside its .subsections list, into ERROR
+    fragments, and every entry before the cut is lost.
+    """
+    stack: list[int] = []
+    for index, byte in enumerate(code):
+        if masked[index] != byte:
+            continue  # rewritten by masking (`g_autoptr(T)`, blanked directives)
+        if byte in _PAIRS:
+            stack.append(index)
+        elif byte in _CLOSING and stack:
+            stack.pop()
+    if not stack:
+        return b"", None
+    tail = b"".join(_PAIRS[code[i]] for i in reversed(stack)) + b";\n"
+    return b"\n" + tail, (code.count(b"\n", 0, stack[-1]) + 1, len(stack))

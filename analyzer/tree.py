@@ -3,10 +3,15 @@
 A tree is read through a `TreeReader`: the files on disk (`DirectoryReader`)
 or a git revision (`analyzer.git.RevisionReader`), so that `check --base`
 never touches the user's working tree or index.
+
+A file that cannot be used (unreadable, a dangling link, NUL bytes, a
+generated monster) is skipped with a note when the analysis can do without
+it, and stops the run with one error line when it cannot (machine.c, kvm.c).
 """
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -14,14 +19,21 @@ from typing import Protocol
 from .errors import InputError
 from .profile import Profile
 
+# Larger than any hand-written QEMU file (cpu.c is 0.4 MB): a generated file.
+MAX_FILE_BYTES = 8 * 1024 * 1024
+
+
+class UnusableFileError(Exception):
+    """A file exists but cannot be analysed; the message says why."""
+
 
 class TreeReader(Protocol):
-    label: str  # how the tree is named in messages: a path, or `REV in REPO`
+    label: str  # how the tree is named in messages: a path, or `REV (commit)`
 
     def has_directory(self, path: str) -> bool: ...
 
     def read(self, path: str) -> bytes | None:
-        """The file's bytes, or None when the tree has no such file."""
+        """The file's bytes, None when the tree has no such file; UnusableFileError otherwise."""
         ...
 
 
@@ -41,12 +53,25 @@ class DirectoryReader:
 
     def read(self, path: str) -> bytes | None:
         file = self.root / path
-        if not file.is_file():
+        if file.is_symlink() and not file.exists():
+            try:
+                file.stat()
+            except OSError as error:
+                if error.errno == errno.ELOOP:
+                    raise UnusableFileError("symbolic link loop") from None
+            raise UnusableFileError("dangling symbolic link")
+        if not file.exists():
             return None
+        if not file.is_file():
+            raise UnusableFileError("not a regular file")
         try:
+            if file.stat().st_size > MAX_FILE_BYTES:
+                raise UnusableFileError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, likely generated")
             return file.read_bytes()
+        except FileNotFoundError:
+            raise UnusableFileError("vanished while being read") from None
         except OSError as error:
-            raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
+            raise UnusableFileError(f"cannot read: {error.strerror or error}") from None
 
 
 @dataclass(frozen=True)
@@ -62,6 +87,7 @@ class QemuTree:
     version: str | None
     files: tuple[SourceFile, ...]
     missing: tuple[str, ...]  # expected files this tree does not have
+    skipped: tuple[tuple[str, str], ...] = ()  # (path, why) of files present but unusable
 
     @property
     def kvm_layout(self) -> str:
@@ -69,32 +95,49 @@ class QemuTree:
         return kvm[0] if kvm else "none"
 
 
-def _checked(path: str, data: bytes) -> bytes:
+def _usable(path: str, data: bytes) -> bytes:
     if b"\0" in data:
-        raise InputError(f"{path}: contains NUL bytes, not a C source file")
+        raise UnusableFileError("contains NUL bytes, not a C source file")
+    if len(data) > MAX_FILE_BYTES:
+        raise UnusableFileError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, likely generated")
     return data
 
 
 def open_tree(source: TreeReader | Path, profile: Profile) -> QemuTree:
-    """Locate the profile's files; raise InputError when this is not a QEMU tree."""
+    """Locate the profile's files; raise InputError when this is not a usable QEMU tree."""
     reader = DirectoryReader(source) if isinstance(source, Path) else source
     if not reader.has_directory("target") or not reader.has_directory("include"):
         raise InputError(f"{reader.label}: not a QEMU source tree (no target/ and include/ directories)")
     files: list[SourceFile] = []
     missing: list[str] = []
+    skipped: list[tuple[str, str]] = []
     for role, candidates in profile.files.items():
-        present = [(c, data) for c in candidates if (data := reader.read(c)) is not None]
-        files.extend(SourceFile(c, role, _checked(c, data)) for c, data in present)
+        found: list[str] = []
+        for candidate in candidates:
+            try:
+                data = reader.read(candidate)
+                if data is not None:
+                    files.append(SourceFile(candidate, role, _usable(candidate, data)))
+                    found.append(candidate)
+            except UnusableFileError as problem:
+                if role in profile.layout_roles:
+                    raise InputError(f"{reader.label}: {candidate}: {problem}") from None
+                skipped.append((candidate, str(problem)))
+                found.append(candidate)
         if role in profile.layout_roles:
             # Candidates are the same file in different QEMU layouts: one is enough.
-            if not present:
+            if not found:
                 wanted = " or ".join(candidates)
                 raise InputError(
                     f"{reader.label}: not a QEMU tree with {profile.target} KVM support (missing {wanted})"
                 )
         else:
-            found = {c for c, _ in present}
             missing.extend(c for c in candidates if c not in found)
-    version_data = reader.read("VERSION")
-    version = version_data.decode("utf-8", "replace").strip() or None if version_data else None
-    return QemuTree(reader.label, version, tuple(files), tuple(missing))
+    try:
+        version_data = reader.read("VERSION")
+    except UnusableFileError:
+        version_data = None
+    version = None
+    if version_data:
+        version = version_data.decode("utf-8", "replace").strip()[:64] or None
+    return QemuTree(reader.label, version, tuple(files), tuple(missing), tuple(skipped))

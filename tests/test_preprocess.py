@@ -53,3 +53,20 @@ def test_if_0_is_blanked_and_quirks_parse() -> None:
 def test_unbalanced_conditional_is_reported() -> None:
     masked = mask(b"int a;\n#endif\n#ifdef X\nint b;\n")
     assert masked.unbalanced_lines == (2, 3)
+
+
+def test_truncated_file_is_closed_past_its_end() -> None:
+    source = (
+        b"const VMStateDescription d = {\n    .subsections = (const VMStateDescription * const []) {\n        &a,\n"
+    )
+    masked = mask(source)
+    assert masked.unclosed == (2, 2)
+    assert masked.text.startswith(source)
+    assert not list(error_nodes(parse(masked.text).root_node))
+
+
+def test_masked_macros_do_not_count_as_open_brackets() -> None:
+    source = b"void f(void)\n{\n    g_autoptr(Error) err = NULL;\n    char c = '{';\n    /* ( */\n}\n"
+    masked = mask(source)
+    assert masked.unclosed is None
+    assert masked.text == masked.text[: len(source)]

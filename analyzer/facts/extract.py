@@ -58,6 +58,16 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
     root = tree.root_node
     text = Text(source)
     diagnostics = [Diagnostic(path, line, "unbalanced preprocessor conditional") for line in masked.unbalanced_lines]
+    if masked.unclosed is not None:
+        line, count = masked.unclosed
+        diagnostics.append(
+            Diagnostic(path, line, f"file ends with {count} bracket(s) still open (truncated?); read up to its end")
+        )
+    try:
+        source.decode("utf-8")
+    except UnicodeDecodeError as undecodable:
+        line = source.count(b"\n", 0, undecodable.start) + 1
+        diagnostics.append(Diagnostic(path, line, "not valid UTF-8; read with replacement characters"))
     for error in error_nodes(root):
         snippet = " ".join(text.raw(error).split())[:60] or "(missing token)"
         diagnostics.append(

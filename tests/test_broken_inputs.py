@@ -1,0 +1,124 @@
+"""The corpus under fixtures/broken/: each case with its expected exit code and message.
+
+A case is a directory with expected.toml. `base` names a fixture tree that
+is copied first; `remove` deletes files from it; the case's own files are
+laid over it (symbolic links kept); `truncate` cuts a file after a marker.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from support import FIXTURES, run_cli
+
+BROKEN = FIXTURES / "broken"
+CASES = sorted(p for p in BROKEN.iterdir() if (p / "expected.toml").is_file())
+
+
+def _build(case: Path, tmp_path: Path) -> tuple[Path, dict[str, object]]:
+    expected = tomllib.loads((case / "expected.toml").read_text())
+    tree = tmp_path / case.name
+    base = expected.get("base")
+    if isinstance(base, str):
+        shutil.copytree(FIXTURES / base, tree, symlinks=True)
+    else:
+        tree.mkdir()
+    for relative in expected.get("remove", []):  # type: ignore[attr-defined]
+        (tree / relative).unlink()
+    shutil.copytree(case, tree, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns("expected.toml"))
+    truncate = expected.get("truncate")
+    if isinstance(truncate, dict):
+        target = tree / truncate["file"]
+        text = target.read_text()
+        assert truncate["after"] in text
+        target.write_text(text[: text.index(truncate["after"]) + len(truncate["after"])])
+    return tree, expected
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.name)
+def test_broken_input(case: Path, tmp_path: Path) -> None:
+    tree, expected = _build(case, tmp_path)
+    result = run_cli("audit", str(tree))
+    assert "Traceback" not in result.stderr
+    assert result.returncode == expected["exit"], result.stderr or result.stdout[-400:]
+    if "stderr" in expected:
+        assert str(expected["stderr"]) in result.stderr
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+    else:
+        assert result.stderr == ""
+    if "stdout" in expected:
+        assert str(expected["stdout"]) in result.stdout
+    if "note" in expected:
+        assert str(expected["note"]) in result.stdout
+
+
+def test_very_large_generated_file_is_skipped(tmp_path: Path) -> None:
+    tree = tmp_path / "qemu"
+    shutil.copytree(FIXTURES / "qemu-mini", tree)
+    (tree / "target/i386/cpu.c").write_bytes(b"/* generated */\nint x;\n" * 400_000)
+    result = run_cli("audit", str(tree))
+    assert result.returncode == 1
+    assert result.stderr == "vmstate-guard: warning: target/i386/cpu.c: larger than 8 MiB, likely generated; skipped\n"
+
+
+def test_file_vanishing_while_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from analyzer.audit import audit
+
+    tree = tmp_path / "qemu"
+    shutil.copytree(FIXTURES / "qemu-mini", tree)
+    original = Path.read_bytes
+
+    def vanish(path: Path) -> bytes:
+        if path.name == "pc_piix.c":
+            path.unlink()
+        return original(path)
+
+    monkeypatch.setattr(Path, "read_bytes", vanish)
+    result = audit(tree)
+    assert ("hw/i386/pc_piix.c", "vanished while being read") in result.analysis.tree.skipped
+
+
+def test_unreadable_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Tests run as root in CI, where chmod 000 does not stop a read: simulate it.
+    from analyzer.audit import audit
+    from analyzer.errors import InputError
+
+    original = Path.read_bytes
+
+    def deny(path: Path) -> bytes:
+        if path.name in ("xen-emu.c", "kvm.c"):
+            raise PermissionError(13, "Permission denied")
+        return original(path)
+
+    tree = tmp_path / "qemu"
+    shutil.copytree(FIXTURES / "qemu-mini", tree)
+    (tree / "target/i386/kvm/xen-emu.c").write_text("int x;\n")
+    monkeypatch.setattr(Path, "read_bytes", deny)
+    with pytest.raises(InputError, match=r"target/i386/kvm/kvm.c: cannot read: Permission denied"):
+        audit(tree)
+    monkeypatch.setattr(Path, "read_bytes", lambda path: b"" if path.name == "kvm.c" else deny(path))
+    assert ("target/i386/kvm/xen-emu.c", "cannot read: Permission denied") in audit(tree).analysis.tree.skipped
+
+
+def test_internal_errors_are_one_line(tmp_path: Path) -> None:
+    # A crash in the analyzer must still end in one line, exit 3, no traceback.
+    script = tmp_path / "crash.py"
+    script.write_text(
+        "import sys\nimport analyzer.audit\n"
+        "def boom(*a, **k):\n    raise RuntimeError('simulated bug')\n"
+        "analyzer.audit.audit = boom\n"
+        "from analyzer.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(script), "audit", str(FIXTURES / "qemu-mini")], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 3
+    assert done.stderr.startswith("vmstate-guard: internal error: RuntimeError: simulated bug")
+    assert "Traceback" not in done.stderr
