@@ -158,6 +158,8 @@ def test_graph_exports(tmp_path: Path) -> None:
         ["audit", "--format", "text"],
         ["audit", "--format", "json"],
         ["audit", "--format", "sarif"],
+        ["audit", "--format", "gitlab"],
+        ["audit", "--format", "github"],
         ["audit", "--format", "html"],
         ["graph", "--format", "graphml"],
         ["graph", "--format", "dot"],
@@ -187,8 +189,20 @@ def test_analysed_tree_is_never_written(tmp_path: Path) -> None:
     before = snapshot()
     run_cli("audit", str(tree))
     run_cli("audit", str(tree), "--format", "json")
+    run_cli("audit", str(tree), "--format", "html")
+    run_cli("check", str(tree), "--base-tree", str(MINI))
     run_cli("graph", str(tree), "--format", "graphml")
     assert snapshot() == before
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "sarif", "gitlab", "github", "html"])
+def test_reports_hold_no_absolute_paths(tmp_path: Path, fmt: str) -> None:
+    tree = tmp_path / "qemu-under-a-private-path"
+    shutil.copytree(MINI, tree)
+    output = run_cli("audit", str(tree), "--format", fmt).stdout
+    assert output
+    assert str(tmp_path) not in output
+    assert "qemu-under-a-private-path" not in output
 
 
 def test_python_m_matches_console_script() -> None:
