@@ -81,6 +81,7 @@ def analyse(
         capabilities,
         compat,
         profile.failure_calls,
+        profile.assumed_calls,
     )
     subsections = sorted(assessor.assess_all(), key=lambda r: (r.description.path, r.description.line))
     diagnostics = [d for ff in facts for d in ff.diagnostics]

@@ -34,6 +34,18 @@ never line numbers), so code that only moved is not reported. Exit status is
 1 only when head has a finding the base does not.
 """
 
+_FIX_EPILOG = """\
+examples:
+  vmstate-guard fix ~/src/qemu -o patches/                        one patch per finding, as a series
+  vmstate-guard fix ~/src/qemu -o patches/ --subsection cpu/msr_smi_count --mode warn \\
+      --signoff "Jane Doe <jane@example.org>"
+  git -C ~/src/qemu am ~+/patches/*.patch
+
+Whether a lost register is worth a failed migration depends on what the
+guest loses: --mode fail refuses the migration, --mode warn reports and goes
+on. Without --signoff the patches carry no Signed-off-by.
+"""
+
 _AUDIT_EPILOG = """\
 examples:
   vmstate-guard audit ~/src/qemu                 warnings, then a summary per verdict
@@ -102,6 +114,27 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("tree", type=Path, metavar="QEMU_DIR", help="top of a QEMU source tree (read only)")
     graph.add_argument("--format", choices=GRAPH_FORMATS, default="json", help="graph format (default: json)")
     _common(graph)
+
+    fix = commands.add_parser(
+        "fix",
+        help="write a patch per unchecked subsection (the tree is not modified)",
+        description="Write git format-patch style patches that add the missing post_load checks.",
+        epilog=_FIX_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fix.add_argument("tree", type=Path, metavar="QEMU_DIR", help="top of a QEMU source tree (read only)")
+    fix.add_argument("-o", "--output", type=Path, metavar="DIR", required=True, help="directory for the .patch files")
+    fix.add_argument("--subsection", metavar="NAME", help="only this subsection (e.g. cpu/msr_smi_count)")
+    fix.add_argument(
+        "--mode",
+        choices=("fail", "warn"),
+        default="fail",
+        help="fail the migration when the capability is missing (default), or warn and continue",
+    )
+    fix.add_argument("--signoff", metavar="'NAME <EMAIL>'", help="author and Signed-off-by line of the patches")
+    fix.add_argument("--config", type=Path, metavar="FILE", help="configuration (accepted findings get no patch)")
+    fix.add_argument("--target", default="i386", help="target profile (default: i386)")
+    fix.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
 
     explain = commands.add_parser("explain", help="print a rule's documentation", description="Explain a rule.")
     explain.add_argument("rule", metavar="ID", help="rule id (VG001) or name (unchecked-capability-subsection)")
@@ -197,6 +230,39 @@ def _report_findings(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if result.findings else EXIT_CLEAN
 
 
+def _write_patches(args: argparse.Namespace) -> int:
+    from .audit import audit
+    from .config import load_config
+    from .fix import file_name, propose_patches, render_patch
+    from .selection import select
+    from .tree import DirectoryReader
+
+    reader = DirectoryReader(args.tree)
+    output: Path = args.output
+    if output.resolve().is_relative_to(args.tree.resolve()):
+        raise InputError(f"{output}: inside the analysed tree, which vmstate-guard never writes to; choose another -o")
+    if output.exists() and not output.is_dir():
+        raise InputError(f"{output}: exists and is not a directory")
+    config = load_config(args.config, args.tree)
+    result = select(audit(reader, args.target, config, _progress(not args.quiet)), config)
+    _warn_skipped(result.analysis.tree)
+    if args.subsection and args.subsection not in {f.subsection for f in result.findings}:
+        raise InputError(f"no unchecked subsection named {args.subsection!r} (see vmstate-guard audit {args.tree})")
+    patches, skipped = propose_patches(result, reader, args.mode, args.subsection)
+    for entry in skipped:
+        print(f"vmstate-guard: note: no patch for {entry.subsection}: {entry.reason}", file=sys.stderr)
+    if patches:
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputError(f"{output}: cannot create: {error.strerror or error}") from None
+    for number, patch in enumerate(patches, start=1):
+        path = output / file_name(patch, number)
+        _write(render_patch(patch, number, len(patches), args.signoff), path)
+        print(f"{path}  ({patch.subsection})")
+    return EXIT_CLEAN
+
+
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .rules import RULES, find_rule
 
@@ -212,6 +278,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return EXIT_CLEAN
     if args.command in ("audit", "check"):
         return _report_findings(args)
+    if args.command == "fix":
+        return _write_patches(args)
     if args.command == "graph":
         from .audit import analyse
         from .graph import build_graph

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .audit import Analysis
 from .findings import Location
@@ -15,6 +15,9 @@ class Accessor:
     name: str  # the function a post_load can call
     exists: bool  # already exported (kvm_has_exception_payload) or to be added
     location: Location | None  # its definition, or where the flag is probed
+    # A file-scope flag can be returned by a new accessor; a local (set_ioctl in
+    # kvm_arch_set_tsc_khz) or a struct member cannot be, as it stands.
+    exportable: bool = True
 
 
 @dataclass(frozen=True)
@@ -59,10 +62,31 @@ def _accessor(analysis: Analysis, key: str) -> Accessor:
             if not function.static and any(r.value.subjects == (key,) for r in function.returns):
                 return Accessor(flag, function.name, True, Location(function.path, function.line))
     probes = sorted(analysis.capabilities.probes.get(key, ()))
+    if not key.startswith("var:"):
+        # A local or a struct member cannot be returned as it stands; an exported
+        # function probing the same thing can stand in for it
+        # (env->nested_state exists only if kvm_max_nested_state_length() > 0).
+        stand_in = _accessor_for(analysis, {p.name for p in probes})
+        if stand_in is not None:
+            return replace(stand_in, flag=flag)
     where = Location(probes[0].path, probes[0].line) if probes else None
     member = flag.rsplit(".", 1)[-1]
     name = f"kvm_{member}" if member.startswith("has_") else f"kvm_has_{member}"
-    return Accessor(flag, name, False, where)
+    return Accessor(flag, name, False, where, exportable=key.startswith("var:"))
+
+
+def _accessor_for(analysis: Analysis, probe_names: set[str]) -> Accessor | None:
+    """The most specific exported function whose result comes from one of these probes."""
+    candidates = []
+    for facts in analysis.facts:
+        for function in facts.functions:
+            found = {p.name for p in analysis.capabilities.probes.get(f"call:{function.name}", ())}
+            if not function.static and found and found & probe_names and not function.parameters:
+                candidates.append((len(found), function.name, function))
+    if not candidates:
+        return None
+    _, name, function = min(candidates)
+    return Accessor(f"{name}()", name, True, Location(function.path, function.line))
 
 
 def _defined(analysis: Analysis, name: str) -> tuple[str, int] | None:

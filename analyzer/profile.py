@@ -40,6 +40,10 @@ class Profile:
     property_macros_prefix: str
     compat_add_calls: frozenset[str]
     failure_calls: frozenset[str]
+    kvm_headers: tuple[str, ...]
+    subject_prefix: str
+    build_guard: str
+    assumed_calls: frozenset[str]
     machine_macros: tuple[MachineMacro, ...]
 
     @cached_property
@@ -86,5 +90,9 @@ def load_profile(target: str) -> Profile:
         property_macros_prefix=str(compat.get("property_macros_prefix", "DEFINE_PROP_")),
         compat_add_calls=frozenset(_strings(compat, "compat_add_calls")),
         failure_calls=frozenset(_strings(data.get("post_load", {}), "failure_calls")),
+        assumed_calls=frozenset(_strings(data.get("post_load", {}), "assumed_calls")),
+        kvm_headers=_strings(data.get("patch", {}), "kvm_headers"),
+        subject_prefix=str(data.get("patch", {}).get("subject_prefix", data["target"])),
+        build_guard=str(data.get("patch", {}).get("build_guard", "CONFIG_KVM")),
         machine_macros=tuple(MachineMacro(m["macro"], m["name"], m["options"]) for m in data.get("machine_macros", ())),
     )

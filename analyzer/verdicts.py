@@ -93,6 +93,7 @@ class Assessor:
         capabilities: Capabilities,
         compat: CompatIndex,
         failure_calls: frozenset[str] = frozenset(),
+        assumed_calls: frozenset[str] = frozenset(),
     ) -> None:
         self.descriptions = descriptions
         self.handoffs = [(h, split_path(h.state_path)) for h in handoffs]
@@ -102,6 +103,7 @@ class Assessor:
         self.capabilities = capabilities
         self.compat = compat
         self.failure_calls = failure_calls
+        self.assumed_calls = assumed_calls
         # Subsection symbol -> the description listing it, and the #if around the entry.
         self.listed_in: dict[str, tuple[Description, str | None]] = {}
         # Symbol -> the description containing it and the member path from that
@@ -298,8 +300,14 @@ class Assessor:
         atoms = sorted(text for text, found in keys.items() if found)
         if not atoms or len(atoms) > _MAX_ATOMS:
             return []
+        # `kvm_enabled()` holds wherever there is a put path to worry about.
+        given = {
+            leaf.text: True
+            for leaf in leaves
+            if leaf.atom is not None and leaf.atom.calls and set(leaf.atom.calls) <= self.assumed_calls
+        }
         for values in product((False, True), repeat=len(atoms)):
-            if _evaluate(guard.condition, dict(zip(atoms, values, strict=True))) is guard.holds:
+            if _evaluate(guard.condition, {**given, **dict(zip(atoms, values, strict=True))}) is guard.holds:
                 return sorted({key for text in atoms for key in keys[text]})
         return []
 

@@ -192,6 +192,7 @@ def test_analysed_tree_is_never_written(tmp_path: Path) -> None:
     run_cli("audit", str(tree), "--format", "html")
     run_cli("check", str(tree), "--base-tree", str(MINI))
     run_cli("graph", str(tree), "--format", "graphml")
+    assert run_cli("fix", str(tree), "-o", str(tmp_path / "patches")).returncode == 0
     assert snapshot() == before
 
 
