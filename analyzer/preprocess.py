@@ -26,6 +26,10 @@ _STRUCT_ARGUMENT = re.compile(rb"(?<=[(,])(\s*)(struct|union)(\s+\w+\s*)(?=[,)])
 _OFFSETOF_DESIGNATOR = re.compile(rb"\boffsetof\s*\([^,()]*,\s*\w+([.\[][^()]*?)(?=\))")
 _AUTOFREE = re.compile(rb"\bg_autofree\b")
 _AUTOPTR = re.compile(rb"\bg_autoptr\((\w+)\)")
+_BLANK_ALL_BUT_NEWLINES = bytes(0x0A if b == 0x0A else 0x20 for b in range(256))
+# A directive line and its backslash continuations.
+_DIRECTIVE_LINE = re.compile(rb"^[ \t]*#[ \t]*(?:if|ifdef|ifndef|elif|else|endif)\b(?:[^\n]*\\\n)*[^\n]*", re.M)
+_BRACKET = re.compile(rb"[{}()\[\]]")
 _COMMENT_OR_STRING = re.compile(rb'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
 
 
@@ -59,22 +63,6 @@ def _blank(buf: bytearray, start: int, end: int) -> None:
             buf[i] = 0x20
 
 
-def _logical_lines(text: bytes) -> list[tuple[int, int]]:
-    """Return (start, end) byte spans of lines, joining backslash continuations."""
-    spans: list[tuple[int, int]] = []
-    pos = 0
-    length = len(text)
-    while pos < length:
-        end = text.find(b"\n", pos)
-        end = length if end < 0 else end
-        while end < length and end > pos and text[end - 1 : end] == b"\\":
-            nxt = text.find(b"\n", end + 1)
-            end = length if nxt < 0 else nxt
-        spans.append((pos, end))
-        pos = end + 1
-    return spans
-
-
 def _condition_text(kind: str, rest: bytes) -> str:
     expr = re.sub(rb"/\*.*?\*/|//.*", b"", rest.replace(b"\\\n", b" "))
     words = " ".join(expr.decode("utf-8", "replace").split())
@@ -95,7 +83,7 @@ def _strip_comments_and_strings(text: bytes) -> bytes:
     """Same-length copy of `text` with comments and literals blanked, for regex scans."""
 
     def blank(match: re.Match[bytes]) -> bytes:
-        return re.sub(rb"[^\n]", b" ", match.group(0))
+        return match.group(0).translate(_BLANK_ALL_BUT_NEWLINES)
 
     return _COMMENT_OR_STRING.sub(blank, text)
 
@@ -108,9 +96,8 @@ def mask(text: bytes) -> MaskedSource:
     unbalanced: list[int] = []
     # Each open conditional: [branch start, condition of this branch, negations so far, #if 0?]
     stack: list[tuple[int, str, list[str], bool]] = []
-    line_starts = _logical_lines(code)
-    line_no = {start: i + 1 for i, (start, _) in enumerate(line_starts)}
-    for start, end in line_starts:
+    for line_match in _DIRECTIVE_LINE.finditer(code):
+        start, end = line_match.span()
         match = _DIRECTIVE.match(code[start:end])
         if not match:
             continue
@@ -121,7 +108,7 @@ def mask(text: bytes) -> MaskedSource:
             stack.append((end, condition, [], condition == "0"))
             continue
         if not stack:
-            unbalanced.append(line_no[start])
+            unbalanced.append(code.count(b"\n", 0, start) + 1)
             continue
         branch_start, condition, negations, dead = stack.pop()
         if dead:
@@ -160,7 +147,6 @@ def mask(text: bytes) -> MaskedSource:
 
 
 _PAIRS = {ord("{"): b"}", ord("("): b")", ord("["): b"]"}
-_CLOSING = {ord("}"), ord(")"), ord("]")}
 
 
 def _closers(masked: bytes, code: bytes) -> tuple[bytes, tuple[int, int] | None]:
@@ -171,12 +157,14 @@ def _closers(masked: bytes, code: bytes) -> tuple[bytes, tuple[int, int] | None]
     fragments, and every entry before the cut is lost.
     """
     stack: list[int] = []
-    for index, byte in enumerate(code):
+    for bracket in _BRACKET.finditer(code):
+        index = bracket.start()
+        byte = code[index]
         if masked[index] != byte:
             continue  # rewritten by masking (`g_autoptr(T)`, blanked directives)
         if byte in _PAIRS:
             stack.append(index)
-        elif byte in _CLOSING and stack:
+        elif stack:
             stack.pop()
     if not stack:
         return b"", None

@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache, lru_cache
+from importlib import resources
 
 import tree_sitter_c
-from tree_sitter import Language, Node, Parser, Tree
+from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
+
+
+@lru_cache(maxsize=1)
+def _language() -> Language:
+    return Language(tree_sitter_c.language())
 
 
 @lru_cache(maxsize=1)
 def _parser() -> Parser:
-    return Parser(Language(tree_sitter_c.language()))
+    return Parser(_language())
+
+
+@cache
+def query(name: str, **fill: str) -> Query:
+    """The query in analyzer/queries/<name>.scm, with @key placeholders filled in."""
+    source = resources.files("analyzer").joinpath("queries", f"{name}.scm").read_text(encoding="utf-8")
+    for key, value in fill.items():
+        source = source.replace(f'"@{key}"', '"' + value.replace("\\", "\\\\") + '"')
+    return Query(_language(), source)
+
+
+def captures(query_: Query, node: Node, name: str) -> list[Node]:
+    """The nodes captured as @name, in document order."""
+    found = QueryCursor(query_).captures(node).get(name, [])
+    return sorted(found, key=lambda n: n.start_byte)
 
 
 def parse(text: bytes) -> Tree:

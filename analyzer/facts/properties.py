@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from tree_sitter import Node
 
 from ..profile import Profile
-from ..syntax import Text, line_of, named_children, walk
+from ..syntax import Text, captures, line_of, named_children, query
 from .model import CompatArray, CompatEntry, MachineDefinition, PropertyDefinition
 from .vmstate import string_value
 
@@ -23,12 +25,8 @@ def _arguments(node: Node) -> list[Node]:
 def extract_properties(root: Node, text: Text, path: str, profile: Profile) -> list[PropertyDefinition]:
     """`DEFINE_PROP_BOOL("x-migrate-smi-count", X86CPU, migrate_smi_count, true)` and kin."""
     found: list[PropertyDefinition] = []
-    for node in walk(root):
-        if node.type != "call_expression":
-            continue
-        name = _call_name(node, text)
-        if not name or not name.startswith(profile.property_macros_prefix):
-            continue
+    macro_calls = query("macro_calls", prefix="^" + re.escape(profile.property_macros_prefix))
+    for node in captures(macro_calls, root, "call"):
         args = _arguments(node)
         if len(args) < 3 or args[0].type not in ("string_literal", "concatenated_string"):
             continue
@@ -99,9 +97,8 @@ def extract_machines(root: Node, text: Text, path: str, profile: Profile) -> lis
     """Machine types registered at file scope by the profile's DEFINE_*_MACHINE macros."""
     macros = {m.macro: m for m in profile.machine_macros}
     found: list[MachineDefinition] = []
-    for node in walk(root):
-        if node.type != "call_expression":
-            continue
+    names = "^(" + "|".join(re.escape(m) for m in sorted(macros)) + ")$"
+    for node in captures(query("macro_calls", prefix=names), root, "call"):
         name = _call_name(node, text)
         if name not in macros:
             continue
