@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import __version__
+from .cache import FactsCache
 from .capabilities import Capabilities
 from .compat import CompatIndex
 from .config import Config
@@ -45,15 +46,25 @@ class AuditResult:
 
 
 def analyse(
-    root: Path | TreeReader, target: str = "i386", progress: Progress | None = None, config: Config | None = None
+    root: Path | TreeReader,
+    target: str = "i386",
+    progress: Progress | None = None,
+    config: Config | None = None,
+    cache: FactsCache | None = None,
 ) -> Analysis:
-    profile = (config or Config()).extend(load_profile(target))
+    config = config or Config()
+    profile = config.extend(load_profile(target))
     tree = open_tree(root, profile)
     facts: list[FileFacts] = []
     for index, source in enumerate(tree.files):
         if progress is not None:
             progress(source.path, index, len(tree.files))
-        facts.append(extract_file(source.path, source.data, profile, source.role))
+        cached = cache.load(source.path, source.role, source.data) if cache else None
+        if cached is None:
+            cached = extract_file(source.path, source.data, profile, source.role)
+            if cache:
+                cache.store(source.path, source.role, source.data, cached)
+        facts.append(cached)
     roles = {f.path: f.role for f in tree.files}
 
     def functions_of(*wanted: str) -> list[Function]:
@@ -102,13 +113,17 @@ def analyse(
 
 
 def audit(
-    root: Path | TreeReader, target: str = "i386", config: Config | None = None, progress: Progress | None = None
+    root: Path | TreeReader,
+    target: str = "i386",
+    config: Config | None = None,
+    progress: Progress | None = None,
+    cache: FactsCache | None = None,
 ) -> AuditResult:
     """Run every enabled rule; severities as the config overrides them."""
     from .rules import RULES
 
     config = config or Config()
-    analysis = analyse(root, target, progress, config)
+    analysis = analyse(root, target, progress, config, cache)
     findings: list[Finding] = []
     for rule in RULES:
         if config.is_enabled(rule.id):

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .cache import FactsCache, cache_directory
 from .errors import InputError
 from .tree import QemuTree
 
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--config", type=Path, metavar="FILE", help="configuration (accepted findings get no patch)")
     fix.add_argument("--target", default="i386", help="target profile (default: i386)")
     fix.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
+    fix.add_argument("--no-cache", action="store_true", help="do not use the per-file facts cache")
 
     explain = commands.add_parser("explain", help="print a rule's documentation", description="Explain a rule.")
     explain.add_argument("rule", metavar="ID", help="rule id (VG001) or name (unchecked-capability-subsection)")
@@ -152,10 +154,19 @@ def _findings_options(command: argparse.ArgumentParser, formats: tuple[str, ...]
     )
 
 
+def _facts_cache(args: argparse.Namespace) -> FactsCache | None:
+    return None if args.no_cache else FactsCache(cache_directory(), args.target)
+
+
 def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of standard output")
     command.add_argument("--target", default="i386", help="target profile (default: i386)")
     command.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
+    command.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="do not read or write the per-file facts cache (~/.cache/vmstate-guard, or $VMSTATE_GUARD_CACHE)",
+    )
 
 
 def _write(text: str, output: Path | None) -> None:
@@ -212,11 +223,12 @@ def _report_findings(args: argparse.Namespace) -> int:
     head: TreeReader = DirectoryReader(args.tree)
     if args.command == "check" and args.head:
         head = RevisionReader(args.tree, args.head)
-    result = audit(head, args.target, config, progress)
+    cache = _facts_cache(args)
+    result = audit(head, args.target, config, progress, cache)
     _warn_skipped(result.analysis.tree)
     if args.command == "check":
         base: TreeReader = RevisionReader(args.tree, args.base) if args.base else DirectoryReader(args.base_tree)
-        result = introduced(result, audit(base, args.target, config, progress))
+        result = introduced(result, audit(base, args.target, config, progress, cache))
     baseline = load_baseline(args.baseline) if args.baseline else None
     if args.write_baseline:
         # Keep reasons already written in the baseline being replaced.
@@ -244,7 +256,7 @@ def _write_patches(args: argparse.Namespace) -> int:
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: exists and is not a directory")
     config = load_config(args.config, args.tree)
-    result = select(audit(reader, args.target, config, _progress(not args.quiet)), config)
+    result = select(audit(reader, args.target, config, _progress(not args.quiet), _facts_cache(args)), config)
     _warn_skipped(result.analysis.tree)
     if args.subsection and args.subsection not in {f.subsection for f in result.findings}:
         raise InputError(f"no unchecked subsection named {args.subsection!r} (see vmstate-guard audit {args.tree})")
@@ -285,7 +297,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from .graph import build_graph
         from .reports import graph_export
 
-        analysis = analyse(args.tree, args.target, progress=_progress(not args.quiet))
+        analysis = analyse(args.tree, args.target, _progress(not args.quiet), cache=_facts_cache(args))
         _warn_skipped(analysis.tree)
         _write(graph_export.render(build_graph(analysis), args.format), args.output)
         return EXIT_CLEAN

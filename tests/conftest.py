@@ -1,6 +1,14 @@
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The facts cache of the tool under test goes to a scratch directory, not ~/.cache.
+    os.environ["VMSTATE_GUARD_CACHE"] = tempfile.mkdtemp(prefix="vmstate-guard-test-cache-")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

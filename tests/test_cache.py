@@ -1,0 +1,71 @@
+"""The per-file facts cache: reused when nothing changed, never trusted blindly."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import analyzer.audit
+from analyzer.audit import audit
+from analyzer.cache import FactsCache
+from analyzer.reports import renderer
+from support import MINI, run_cli
+
+
+def _json(result: analyzer.audit.AuditResult) -> str:
+    return renderer("json")(result)
+
+
+def _count_extractions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    original = analyzer.audit.extract_file
+
+    def counting(path: str, *args: object, **kwargs: object) -> object:
+        calls.append(path)
+        return original(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(analyzer.audit, "extract_file", counting)
+    return calls
+
+
+def test_unchanged_tree_reads_every_file_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = FactsCache(tmp_path / "cache", "i386")
+    cold = audit(MINI, cache=cache)
+    calls = _count_extractions(monkeypatch)
+    warm = audit(MINI, cache=cache)
+    assert calls == []
+    assert _json(warm) == _json(cold)
+
+
+def test_only_changed_files_are_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    cache = FactsCache(tmp_path / "cache", "i386")
+    audit(tree, cache=cache)
+    machine = tree / "target/i386/machine.c"
+    machine.write_text(machine.read_text().replace("        &vmstate_xcr0,\n", ""))
+    calls = _count_extractions(monkeypatch)
+    result = audit(tree, cache=cache)
+    assert calls == ["target/i386/machine.c"]
+    assert "cpu/xcr0" not in {f.subsection for f in result.findings}
+
+
+def test_damaged_entries_are_recomputed(tmp_path: Path) -> None:
+    cache = FactsCache(tmp_path / "cache", "i386")
+    expected = _json(audit(MINI, cache=cache))
+    entries = list((tmp_path / "cache").rglob("*.pickle"))
+    assert entries
+    for entry in entries:
+        entry.write_bytes(b"not a pickle")
+    assert _json(audit(MINI, cache=cache)) == expected
+
+
+def test_no_cache_writes_nothing(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    env = {"VMSTATE_GUARD_CACHE": str(cache_dir)}
+    run_cli("audit", str(MINI), "--no-cache", env=env)
+    assert not cache_dir.exists()
+    run_cli("audit", str(MINI), env=env)
+    assert list(cache_dir.rglob("*.pickle"))
