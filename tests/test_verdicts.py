@@ -154,3 +154,20 @@ def test_buffer_filled_by_a_query_ioctl_is_host_data(tmp_path: Path) -> None:
     report = _report(audit(tree), "cpu/msr_smi_count")
     assert report.verdict == "unchecked"
     assert [p.name for p in report.required] == ["MSR_SMI_COUNT"]
+
+
+@pytest.mark.parametrize(
+    ("text", "holds", "shown"),
+    [
+        ("!has_xcrs", False, "has_xcrs"),
+        ("!env->nested_state", False, "env->nested_state"),
+        ("!kvm_xen_has_cap(EVTCHN_SEND)", False, "kvm_xen_has_cap(EVTCHN_SEND)"),
+        ("ret < 0", False, "!(ret < 0)"),
+        ("!a && b", False, "!(!a && b)"),
+        ("has_xcrs", True, "has_xcrs"),
+    ],
+)
+def test_guard_reads_without_double_negation(text: str, holds: bool, shown: str) -> None:
+    from analyzer.facts.model import Condition, Guard
+
+    assert Guard(Condition("atom", text), holds, "early-return", 1).describe() == shown

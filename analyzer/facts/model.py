@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# `!flag`, `!env->nested_state`: a negated plain operand.
-_NEGATED_OPERAND = re.compile(r"!\s*[A-Za-z_]\w*(?:\s*(?:->|\.)\s*\w+)*")
+# `!flag`, `!env->nested_state`, `!kvm_has_x(CAP)`: a negated plain operand or call.
+_NEGATED_OPERAND = re.compile(r"!\s*[A-Za-z_]\w*(?:\s*(?:->|\.)\s*\w+)*(?:\([^()]*\))?")
 
 
 @dataclass(frozen=True)
