@@ -14,9 +14,10 @@ from .config import Config
 from .facts.extract import extract_file
 from .facts.model import Description, Diagnostic, FileFacts, Function
 from .findings import Finding, sorted_findings
+from .inventory import scan_descriptions
 from .profile import Profile, load_profile
 from .put_path import CallEdge, Handoff, find_handoffs
-from .tree import QemuTree, TreeReader, open_tree
+from .tree import DirectoryReader, QemuTree, TreeReader, open_tree
 from .verdicts import Assessor, SubsectionReport
 
 Progress = Callable[[str, int, int], None]
@@ -34,6 +35,8 @@ class Analysis:
     put_calls: tuple[CallEdge, ...]
     subsections: tuple[SubsectionReport, ...]
     diagnostics: tuple[Diagnostic, ...]
+    # Every VMStateDescription of the tree, for the loader-convention rules.
+    inventory: tuple[Description, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ def analyse(
 ) -> Analysis:
     config = config or Config()
     profile = config.extend(load_profile(target))
-    tree = open_tree(root, profile)
+    reader = DirectoryReader(root) if isinstance(root, Path) else root
+    tree = open_tree(reader, profile)
     facts: list[FileFacts] = []
     for index, source in enumerate(tree.files):
         if progress is not None:
@@ -95,7 +99,10 @@ def analyse(
         profile.assumed_calls,
     )
     subsections = sorted(assessor.assess_all(), key=lambda r: (r.description.path, r.description.line))
-    diagnostics = [d for ff in facts for d in ff.diagnostics]
+    inventory, inventory_diagnostics = scan_descriptions(
+        reader, profile, {ff.path: ff.descriptions for ff in facts if roles[ff.path] == "vmstate"}, cache, progress
+    )
+    diagnostics = [d for ff in facts for d in ff.diagnostics] + list(inventory_diagnostics)
     for path in tree.missing:
         diagnostics.append(Diagnostic(path, 0, "not in this tree; the facts it would give are missing"))
     for path, why in tree.skipped:
@@ -109,6 +116,7 @@ def analyse(
         put_calls=tuple(put_calls),
         subsections=tuple(subsections),
         diagnostics=tuple(sorted(set(diagnostics), key=lambda d: (d.path, d.line, d.message))),
+        inventory=inventory,
     )
 
 

@@ -47,6 +47,11 @@ class RevisionReader:
     def has_directory(self, path: str) -> bool:
         return path in self._directories
 
+    def c_files(self) -> list[str]:
+        listing = _git(self.repo, "ls-tree", "--full-tree", "-r", "--name-only", self.commit, "--", self.prefix or ".")
+        prefix = self.prefix
+        return sorted(line[len(prefix) :] for line in listing.splitlines() if line.endswith(".c"))
+
     def read(self, path: str) -> bytes | None:
         done = subprocess.run(
             ["git", "-C", str(self.repo), "cat-file", "blob", f"{self.commit}:{self.prefix}{path}"],

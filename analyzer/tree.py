@@ -12,6 +12,7 @@ it, and stops the run with one error line when it cannot (machine.c, kvm.c).
 from __future__ import annotations
 
 import errno
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +33,10 @@ class TreeReader(Protocol):
 
     def has_directory(self, path: str) -> bool: ...
 
+    def c_files(self) -> list[str]:
+        """Every `*.c` file of the tree, relative, sorted."""
+        ...
+
     def read(self, path: str) -> bytes | None:
         """The file's bytes, None when the tree has no such file; UnusableFileError otherwise."""
         ...
@@ -50,6 +55,14 @@ class DirectoryReader:
 
     def has_directory(self, path: str) -> bool:
         return (self.root / path).is_dir()
+
+    def c_files(self) -> list[str]:
+        found: list[str] = []
+        for directory, subdirectories, names in os.walk(self.root):  # does not follow links to directories
+            subdirectories.sort()
+            relative = Path(directory).relative_to(self.root)
+            found.extend((relative / name).as_posix() for name in names if name.endswith(".c"))
+        return sorted(found)
 
     def read(self, path: str) -> bytes | None:
         file = self.root / path

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
-from . import unchecked_subsection
+from . import subsection_always_sent, subsection_name_prefix, unchecked_subsection
 
 if TYPE_CHECKING:
     from ..audit import Analysis
@@ -44,7 +44,11 @@ def _rule(module: ModuleType) -> Rule:
     return Rule(module.ID, module.NAME, module.SEVERITY, module.CONFIDENCE, module.SUMMARY, module)
 
 
-RULES: tuple[Rule, ...] = (_rule(unchecked_subsection),)
+RULES: tuple[Rule, ...] = (
+    _rule(unchecked_subsection),
+    _rule(subsection_always_sent),
+    _rule(subsection_name_prefix),
+)
 
 
 def find_rule(key: str) -> Rule | None:

@@ -20,8 +20,9 @@ from tree_sitter import Language, Parser
 
 from analyzer.audit import audit
 from analyzer.cache import FactsCache
+from analyzer.inventory import description_files
 from analyzer.profile import load_profile
-from analyzer.tree import open_tree
+from analyzer.tree import DirectoryReader, open_tree
 
 
 def _best_of(repeat: int, job) -> float:  # type: ignore[no-untyped-def]
@@ -39,12 +40,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    files = open_tree(args.tree, load_profile("i386")).files
+    # The same files the audit reads: the target's, and every file with a description.
+    reader = DirectoryReader(args.tree)
+    target_files = open_tree(reader, load_profile("i386")).files
+    sources = [f.data for f in target_files]
+    sources += [data for _, data, _ in description_files(reader, {f.path for f in target_files}) if data]
     ts_parser = Parser(Language(tree_sitter_c.language()))
 
     def bare_parse() -> None:
-        for source in files:
-            ts_parser.parse(source.data)
+        for data in sources:
+            ts_parser.parse(data)
 
     baseline = _best_of(args.repeat, bare_parse)
     cold = _best_of(args.repeat, lambda: audit(args.tree))
@@ -53,8 +58,8 @@ def main() -> None:
         audit(args.tree, cache=cache)
         warm = _best_of(args.repeat, lambda: audit(args.tree, cache=cache))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    size = sum(len(f.data) for f in files)
-    print(f"tree: {args.tree} ({len(files)} files, {size / 1e6:.1f} MB)")
+    size = sum(len(data) for data in sources)
+    print(f"tree: {args.tree} ({len(sources)} files, {size / 1e6:.1f} MB)")
     print(f"bare tree-sitter parse:         {baseline:.3f} s (best of {args.repeat})")
     print(f"audit, no facts cache:          {cold:.3f} s")
     print(f"audit, facts cached:            {warm:.3f} s")

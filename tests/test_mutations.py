@@ -131,6 +131,9 @@ class _MemoryTree:
     def has_directory(self, path: str) -> bool:
         return (MINI / path).is_dir()
 
+    def c_files(self) -> list[str]:
+        return sorted(p.relative_to(MINI).as_posix() for p in MINI.rglob("*.c"))
+
     def read(self, path: str) -> bytes | None:
         if path in self.replaced:
             return self.replaced[path]

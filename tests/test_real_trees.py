@@ -141,13 +141,21 @@ def test_verdicts_10(name: str, verdict: str) -> None:
 
 # QEMU 10.0 added vmstate_msr_hwcr (absent from 7.2's machine.c), written in
 # kvm_put_msrs only `if (has_msr_hwcr)`, a flag set by `case MSR_K7_HWCR:` in
-# kvm_get_supported_msrs, with no post_load. The other 10.0 findings exist in
-# 7.2 already with the same or more capability guards.
+# kvm_get_supported_msrs, with no post_load. The other 10.0 VG001 findings
+# exist in 7.2 already with the same or more capability guards. And 10.0
+# dropped the .needed that 7.2's e1000/mit_state (e1000_mit_state_needed),
+# ich9_pm/memhp (vmstate_test_use_memhp) and ipl/iplb_extended
+# (iplb_extended_needed) had.
 def test_check_between_releases_lists_what_10_added() -> None:
     from analyzer.selection import introduced
 
     head, base = _audit("10"), _audit("7")
-    assert [f.subsection for f in introduced(head, base).findings] == ["cpu/msr_hwcr"]
+    assert sorted((f.rule, f.subsection) for f in introduced(head, base).findings) == [
+        ("VG001", "cpu/msr_hwcr"),
+        ("VG002", "e1000/mit_state"),
+        ("VG002", "ich9_pm/memhp"),
+        ("VG002", "ipl/iplb_extended"),
+    ]
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -190,3 +198,34 @@ def test_check_reports_a_removed_post_load_check(tmp_path: Path) -> None:
     findings = json.loads(result.stdout)["findings"]
     assert [f["subsection"] for f in findings] == ["cpu/nested_state"]
     assert "KVM_CAP_NESTED_STATE" in findings[0]["message"]
+
+
+# Subsections without .needed in QEMU 10.0, each read in its file: no .needed
+# in the description, listed in its parent's .subsections.
+ALWAYS_SENT_10 = [
+    ("hw/acpi/generic_event_device.c", "acpi-ged/memhp"),
+    ("hw/acpi/ich9.c", "ich9_pm/memhp"),
+    ("hw/block/fdc.c", "fdrive/media_rate"),
+    ("hw/misc/iotkit-secctl.c", "iotkit-secctl-mpcintstatus"),
+    ("hw/net/e1000.c", "e1000/mit_state"),
+    ("hw/s390x/ipl.c", "ipl/iplb_extended"),
+    ("hw/virtio/virtio-mmio.c", "virtio_mmio/state"),
+]
+
+
+def test_subsections_always_sent_10() -> None:
+    found = [(f.location.path, f.subsection) for f in _audit("10").findings if f.rule == "VG002"]
+    assert found == ALWAYS_SENT_10
+
+
+# QEMU 5.2 had two subsections the loader could never read: a typo in
+# virtio-balloon ("vitio-balloon-device/page-poison" under
+# "virtio-balloon-device", fixed by 7.2) and ppc's vmstate_tlbemb, named
+# "cpu/tlb6xx" by copy and paste, listing "cpu/pbr403".
+def test_subsection_name_prefix() -> None:
+    found = [(f.location.path, f.subsection) for f in _audit("5").findings if f.rule == "VG003"]
+    assert found == [
+        ("hw/virtio/virtio-balloon.c", "vitio-balloon-device/page-poison"),
+        ("target/ppc/machine.c", "cpu/pbr403"),
+    ]
+    assert [f for f in _audit("10").findings if f.rule == "VG003"] == []

@@ -83,7 +83,7 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
                 if function is not None:
                     functions.append(function)
     descriptions, description_diagnostics = (
-        extract_descriptions(root, text, masked, path) if role in (None, "vmstate") else ([], [])
+        extract_descriptions(root, text, masked, path) if role in (None, "vmstate", "inventory") else ([], [])
     )
     return FileFacts(
         path=path,

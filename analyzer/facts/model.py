@@ -155,6 +155,7 @@ class Description:
     pre_save: str | None = None
     fields: tuple[VMStateField, ...] = ()
     subsections: tuple[SubsectionEntry, ...] = ()
+    name_is_literal: bool = True  # False for `.name = TYPE_FOO`: the text is a macro, not the name
 
 
 @dataclass(frozen=True)

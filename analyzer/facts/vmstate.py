@@ -117,6 +117,8 @@ def extract_descriptions(
                     pre_save=callbacks.get("pre_save"),
                     fields=tuple(fields),
                     subsections=tuple(subsections),
+                    name_is_literal=pairs.get("name") is not None
+                    and pairs["name"].type in ("string_literal", "concatenated_string"),
                 )
             )
     return descriptions, diagnostics

@@ -1,0 +1,64 @@
+"""Every VMStateDescription of the tree, for the rules that are not about KVM.
+
+The KVM analysis reads the target's few files; the loader's own conventions
+(a subsection needs a needed(), a subsection's name starts with its
+parent's) hold for all ~1,200 descriptions of QEMU, in every device. Files
+are found by a byte search for `VMStateDescription` before any parsing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from .cache import FactsCache
+from .facts.extract import extract_file
+from .facts.model import Description, Diagnostic
+from .profile import Profile
+from .tree import TreeReader, UnusableFileError
+
+# Not part of what a QEMU binary migrates.
+_EXCLUDED = ("tests/", "scripts/", "roms/", "subprojects/", "contrib/", "docs/")
+
+
+def description_files(reader: TreeReader, skip: Iterable[str] = ()) -> Iterator[tuple[str, bytes | None, str | None]]:
+    """(path, bytes, problem) of every C file that mentions VMStateDescription."""
+    skipped = set(skip)
+    for path in reader.c_files():
+        if path.startswith(_EXCLUDED) or path in skipped:
+            continue
+        try:
+            data = reader.read(path)
+        except UnusableFileError as problem:
+            yield path, None, str(problem)
+            continue
+        if data is not None and b"VMStateDescription" in data and b"\0" not in data:
+            yield path, data, None
+
+
+def scan_descriptions(
+    reader: TreeReader,
+    profile: Profile,
+    known: dict[str, tuple[Description, ...]],
+    cache: FactsCache | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[tuple[Description, ...], tuple[Diagnostic, ...]]:
+    """Descriptions of every file; `known` holds those of files already parsed."""
+    descriptions: list[Description] = [d for found in known.values() for d in found]
+    diagnostics: list[Diagnostic] = []
+    files = list(description_files(reader, known))
+    for index, (path, data, problem) in enumerate(files):
+        if data is None:
+            diagnostics.append(Diagnostic(path, 0, f"skipped: {problem}"))
+            continue
+        if progress is not None:
+            progress(path, index, len(files))
+        facts = cache.load(path, "inventory", data) if cache else None
+        if facts is None:
+            facts = extract_file(path, data, profile, "inventory")
+            if cache:
+                cache.store(path, "inventory", data, facts)
+        descriptions.extend(facts.descriptions)
+        # Parse errors elsewhere in device code, and field lists, are not what
+        # these rules read; a subsection entry we could not read is.
+        diagnostics.extend(d for d in facts.diagnostics if "subsection entry not understood" in d.message)
+    return tuple(sorted(descriptions, key=lambda d: (d.path, d.line))), tuple(diagnostics)
