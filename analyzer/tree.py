@@ -58,10 +58,12 @@ class DirectoryReader:
 
     def c_files(self) -> list[str]:
         found: list[str] = []
-        for directory, subdirectories, names in os.walk(self.root):  # does not follow links to directories
+        root = str(self.root)
+        for directory, subdirectories, names in os.walk(root):  # does not follow links to directories
             subdirectories.sort()
-            relative = Path(directory).relative_to(self.root)
-            found.extend((relative / name).as_posix() for name in names if name.endswith(".c"))
+            relative = os.path.relpath(directory, root).replace(os.sep, "/")
+            prefix = "" if relative == "." else relative + "/"
+            found.extend(prefix + name for name in names if name.endswith(".c"))
         return sorted(found)
 
     def read(self, path: str) -> bytes | None:
