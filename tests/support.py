@@ -25,6 +25,24 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo` with a fixed identity, independent of the machine's config."""
+    return subprocess.run(
+        ["git", "-C", str(repo), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(repo),
+        },
+    ).stdout
+
+
 def real_tree(major: str) -> Path:
     """The real QEMU tree named by VMSTATE_GUARD_QEMU_<major>, or skip."""
     variable = f"VMSTATE_GUARD_QEMU_{major}"

@@ -10,34 +10,17 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from support import MINI, REPO, run_cli
+from support import MINI, REPO, git, run_cli
 
 SARIF_SCHEMA = json.loads((REPO / "tests" / "data" / "sarif-schema-2.1.0.json").read_text())
 SMI_ENTRY = "        &vmstate_msr_smi_count,\n"
 EXCEPTION_ENTRY = "        &vmstate_exception_info,\n"
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={
-            "GIT_AUTHOR_NAME": "t",
-            "GIT_AUTHOR_EMAIL": "t@t",
-            "GIT_COMMITTER_NAME": "t",
-            "GIT_COMMITTER_EMAIL": "t@t",
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(repo),
-        },
-    ).stdout
-
-
 def _commit(repo: Path, message: str) -> str:
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", message)
-    return _git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD").strip()
 
 
 def _edit(path: Path, old: str, new: str) -> None:
@@ -53,7 +36,7 @@ def history(tmp_path: Path) -> dict[str, str | Path]:
     shutil.copytree(MINI, repo)
     machine = repo / "target/i386/machine.c"
     kvm = repo / "target/i386/kvm/kvm.c"
-    _git(repo, "init", "-q")
+    git(repo, "init", "-q")
     _edit(machine, SMI_ENTRY, "")
     base = _commit(repo, "base: msr_smi_count not listed")
     _edit(machine, EXCEPTION_ENTRY, SMI_ENTRY + EXCEPTION_ENTRY)
@@ -106,22 +89,22 @@ def test_check_does_not_touch_the_checkout(history: dict[str, str | Path]) -> No
     repo = history["repo"]
     assert isinstance(repo, Path)
     _edit(repo / "target/i386/machine.c", "cpu/cr", "cpu/cr-edited")
-    before = (_git(repo, "status", "--porcelain"), _git(repo, "rev-parse", "HEAD"), (repo / ".git/index").read_bytes())
+    before = (git(repo, "status", "--porcelain"), git(repo, "rev-parse", "HEAD"), (repo / ".git/index").read_bytes())
     _check(history, "base", "added")
-    after = (_git(repo, "status", "--porcelain"), _git(repo, "rev-parse", "HEAD"), (repo / ".git/index").read_bytes())
+    after = (git(repo, "status", "--porcelain"), git(repo, "rev-parse", "HEAD"), (repo / ".git/index").read_bytes())
     assert before == after
 
 
 def test_head_defaults_to_the_working_tree(history: dict[str, str | Path]) -> None:
     repo = history["repo"]
     assert isinstance(repo, Path)
-    _git(repo, "checkout", "-q", str(history["added"]))
+    git(repo, "checkout", "-q", str(history["added"]))
     result = run_cli("check", str(repo), "--base", str(history["base"]))
     assert result.returncode == 1
     assert "cpu/msr_smi_count" in result.stdout
 
 
-def test_base_tree_without_git(tmp_path: Path) -> None:
+def test_base_tree_withoutgit(tmp_path: Path) -> None:
     old = tmp_path / "old"
     shutil.copytree(MINI, old)
     _edit(old / "target/i386/machine.c", SMI_ENTRY, "")
@@ -317,7 +300,7 @@ def test_pre_commit_hook_entry_runs(history: dict[str, str | Path]) -> None:
     assert entry[:2] == ["vmstate-guard", "check"]
     repo = history["repo"]
     assert isinstance(repo, Path)
-    _git(repo, "checkout", "-q", str(history["base"]))
+    git(repo, "checkout", "-q", str(history["base"]))
     _edit(repo / "target/i386/machine.c", EXCEPTION_ENTRY, SMI_ENTRY + EXCEPTION_ENTRY)
     args = [str(repo) if part == "." else part for part in entry[2:]]
     result = run_cli("check", *args)

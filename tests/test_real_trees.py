@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from functools import cache
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 
 from analyzer.audit import AuditResult, audit
 from analyzer.verdicts import SubsectionReport
-from support import real_tree, run_cli
+from support import git, real_tree, run_cli
 
 VERSIONS = ["5", "7", "10"]
 
@@ -158,22 +157,6 @@ def test_check_between_releases_lists_what_10_added() -> None:
     ]
 
 
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-C", str(repo), *args],
-        check=True,
-        capture_output=True,
-        env={
-            "GIT_AUTHOR_NAME": "t",
-            "GIT_AUTHOR_EMAIL": "t@t",
-            "GIT_COMMITTER_NAME": "t",
-            "GIT_COMMITTER_EMAIL": "t@t",
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(repo),
-        },
-    )
-
-
 def test_check_reports_a_removed_post_load_check(tmp_path: Path) -> None:
     """The real 10.0 files committed as base; head drops nested_state's post_load."""
     from analyzer.profile import load_profile
@@ -185,14 +168,14 @@ def test_check_reports_a_removed_post_load_check(tmp_path: Path) -> None:
         if (source / path).is_file():
             (repo / path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source / path, repo / path)
-    _git(repo, "init", "-q")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "QEMU 10.0 as released")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "QEMU 10.0 as released")
     machine = repo / "target/i386/machine.c"
     text = machine.read_text()
     assert text.count("    .post_load = nested_state_post_load,\n") == 1
     machine.write_text(text.replace("    .post_load = nested_state_post_load,\n", ""))
-    _git(repo, "commit", "-q", "-am", "drop the nested state check")
+    git(repo, "commit", "-q", "-am", "drop the nested state check")
     result = run_cli("check", str(repo), "--base", "HEAD~1", "--head", "HEAD", "--format", "json")
     assert result.returncode == 1, result.stderr
     findings = json.loads(result.stdout)["findings"]
