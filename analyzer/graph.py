@@ -43,6 +43,15 @@ def build_graph(analysis: Analysis) -> nx.MultiDiGraph[Node]:
     def probe_node(probe: Probe) -> Node:
         return node(("", probe.name), "probe", probe_kind=probe.kind)
 
+    for call in analysis.put_calls:
+        # The put path from kvm_arch_put_registers down to each KVM write.
+        edge(
+            node((call.path, call.caller), "function"),
+            node((call.callee_path, call.callee), "function"),
+            "calls",
+            call.path,
+            call.line,
+        )
     for report in analysis.subsections:
         d = report.description
         sub = node((d.path, d.symbol), "subsection", name=d.name or "", verdict=report.verdict)

@@ -35,8 +35,9 @@ class Handoff:
 class CallEdge:
     caller: str
     callee: str
-    path: str
+    path: str  # the caller's file, where the call is
     line: int
+    callee_path: str
 
 
 def _is_member(path: str, profile: Profile) -> bool:
@@ -112,7 +113,7 @@ def find_handoffs(functions: Iterable[Function], profile: Profile) -> tuple[list
                             )
             if call.callee in by_name and call.callee not in chain and len(chain) < _MAX_DEPTH:
                 for callee in by_name[call.callee]:
-                    edges.add(CallEdge(function.name, callee.name, function.path, call.line))
+                    edges.add(CallEdge(function.name, callee.name, function.path, call.line, callee.path))
                     visit(callee, call_guards, (*chain, callee.name))
         for assignment in function.assignments:
             if assignment.target_is_state or assignment.target.startswith("local:"):

@@ -89,15 +89,6 @@ def named_children(node: Node) -> list[Node]:
     return [c for c in node.named_children if c.type != "comment"]
 
 
-def walk(node: Node) -> Iterator[Node]:
-    """Yield `node` and all its descendants in document order."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(reversed(current.children))
-
-
 def error_nodes(root: Node) -> Iterator[Node]:
     """Yield the outermost ERROR and MISSING nodes under `root`."""
     stack = [root]

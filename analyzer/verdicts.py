@@ -28,7 +28,6 @@ class Consumer:
     handoff: Handoff
     guards: tuple[str, ...]
     capability_guards: tuple[str, ...]  # flag, accessor or member names
-    probes: tuple[Probe, ...]
 
 
 @dataclass(frozen=True)
@@ -210,15 +209,13 @@ class Assessor:
     def _consumer(self, field: str, handoff: Handoff) -> Consumer:
         guards = tuple(g.describe() for g in handoff.guards)
         capability: list[str] = []
-        probes: set[Probe] = set()
         for guard in handoff.guards:
             for atom in guard.condition.atoms():
                 for key in self.capabilities.capability_subjects(atom):
                     name = short_name(key)
                     if name not in capability:
                         capability.append(name)
-                    probes.update(self.capabilities.probes.get(key, ()))
-        return Consumer(field, handoff, guards, tuple(capability), tuple(sorted(probes)))
+        return Consumer(field, handoff, guards, tuple(capability))
 
     def _always_delivered(self, sites: list[tuple[Guard, ...]]) -> bool:
         """True when, whatever the host capabilities, some site hands the field over."""

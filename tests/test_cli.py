@@ -145,6 +145,12 @@ def test_graph_exports(tmp_path: Path) -> None:
     assert ("target/i386/machine.c#vmstate_x86_cpu", "target/i386/machine.c#vmstate_msr_smi_count", "lists") in edges
     assert ("target/i386/kvm/kvm.c#has_msr_smi_count", "MSR_SMI_COUNT", "probed-by") in edges
     assert ("target/i386/cpu.c#x-migrate-smi-count", "hw/i386/pc.c#pc_compat_2_11", "switched-off-by") in edges
+    # The put path: kvm_arch_put_registers -> kvm_put_msrs, which writes env.msr_smi_count.
+    assert (
+        "target/i386/kvm/kvm.c#kvm_arch_put_registers",
+        "target/i386/kvm/kvm.c#kvm_put_msrs",
+        "calls",
+    ) in edges
     data = json.loads(run_cli("graph", str(MINI), "--format", "json").stdout)
     assert {"nodes", "edges"} <= set(data)
     dot = run_cli("graph", str(MINI), "--format", "dot").stdout
