@@ -178,3 +178,43 @@ def _closers(masked: bytes, code: bytes) -> tuple[bytes, tuple[int, int] | None]
         return b"", None
     tail = b"".join(_PAIRS[code[i]] for i in reversed(stack)) + b";\n"
     return b"\n" + tail, (code.count(b"\n", 0, stack[-1]) + 1, len(stack))
+
+
+# `static const VMStateDescription vmstate_foo = {`, from the start of its line.
+_DESCRIPTION_START = re.compile(rb"^[^\n;{}]*?\bVMStateDescription\s+(?:\*\s*)?\w+\s*=\s*\{", re.M)
+_BRACE = re.compile(rb"[{}]")
+
+
+def only_descriptions(masked: bytes) -> bytes:
+    """`masked` with everything but VMStateDescription definitions blanked.
+
+    The whole-tree inventory needs nothing else from ~600 device files, and
+    tree-sitter skims blank text far faster than it parses code. Braces are
+    matched in the masked text; a brace inside a string or comment of a
+    description would end it early, which then shows as a parse error.
+    """
+    keep: list[tuple[int, int]] = []
+    position = 0
+    for start in _DESCRIPTION_START.finditer(masked):
+        if start.start() < position:
+            continue
+        depth = 0
+        end = len(masked)
+        for brace in _BRACE.finditer(masked, start.end() - 1):
+            depth += 1 if masked[brace.start()] == 0x7B else -1
+            if depth == 0:
+                semicolon = masked.find(b";", brace.end())
+                end = len(masked) if semicolon < 0 else semicolon + 1
+                break
+        keep.append((start.start(), end))
+        position = end
+    if not keep:
+        return masked.translate(_BLANK_ALL_BUT_NEWLINES)
+    pieces: list[bytes] = []
+    cursor = 0
+    for begin, end in keep:
+        pieces.append(masked[cursor:begin].translate(_BLANK_ALL_BUT_NEWLINES))
+        pieces.append(masked[begin:end])
+        cursor = end
+    pieces.append(masked[cursor:].translate(_BLANK_ALL_BUT_NEWLINES))
+    return b"".join(pieces)

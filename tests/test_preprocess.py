@@ -70,3 +70,21 @@ def test_masked_macros_do_not_count_as_open_brackets() -> None:
     masked = mask(source)
     assert masked.unclosed is None
     assert masked.text == masked.text[: len(source)]
+
+
+def test_only_descriptions_keeps_them_and_blanks_the_rest() -> None:
+    from analyzer.preprocess import only_descriptions
+
+    source = (
+        b"static void f(void) { int x = 1; }\n"
+        b'static const VMStateDescription vmstate_a = {\n    .name = "a",\n    .x = { 1, { 2 } },\n};\n'
+        b"int g;\n"
+    )
+    kept = only_descriptions(source)
+    assert len(kept) == len(source)
+    assert kept.count(b"\n") == source.count(b"\n")
+    assert b"static void f" not in kept and b"int g" not in kept
+    start = source.index(b"static const VMStateDescription")
+    end = source.index(b"};\n") + 2
+    assert kept[start:end] == source[start:end]
+    assert not list(error_nodes(parse(kept).root_node))

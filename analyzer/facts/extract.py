@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tree_sitter import Node
 
-from ..preprocess import mask
+from ..preprocess import mask, only_descriptions
 from ..profile import Profile
 from ..syntax import Text, error_nodes, line_of, parse
 from .code import Variable, declarator_name, declared_type, extract_function
@@ -54,7 +54,7 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
     """Return the facts of one file; `path` is relative to the tree root, `role` selects
     which extractors run (None: all of them)."""
     masked = mask(source)
-    tree = parse(masked.text)
+    tree = parse(only_descriptions(masked.text) if role == "inventory" else masked.text)
     root = tree.root_node
     text = Text(source)
     diagnostics = [Diagnostic(path, line, "unbalanced preprocessor conditional") for line in masked.unbalanced_lines]

@@ -75,6 +75,8 @@ def extract_descriptions(
             name_node = declarator.child_by_field_name("declarator")
             if value is None or name_node is None or value.type != "initializer_list":
                 continue
+            if name_node.type != "identifier":
+                continue  # an array of descriptions, or of pointers to them (`*const subs[]`)
             symbol = text.compact(name_node)
             pairs = _designated(value, text)
             callbacks = {key: text.compact(pairs[key]) for key in CALLBACKS if key in pairs}
