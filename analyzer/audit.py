@@ -16,9 +16,9 @@ from .facts.model import Description, Diagnostic, FileFacts, Function
 from .findings import Finding, sorted_findings
 from .inventory import scan_descriptions
 from .profile import Profile, load_profile
-from .put_path import CallEdge, Handoff, find_handoffs
+from .put_path import CallEdge, Handoff, ReadBack, find_handoffs, find_read_backs
 from .tree import DirectoryReader, QemuTree, TreeReader, open_tree
-from .verdicts import Assessor, SubsectionReport
+from .verdicts import Assessor, SubsectionReport, overlaps, split_path
 
 Progress = Callable[[str, int, int], None]
 
@@ -33,6 +33,8 @@ class Analysis:
     capabilities: Capabilities
     handoffs: tuple[Handoff, ...]
     put_calls: tuple[CallEdge, ...]
+    read_backs: tuple[ReadBack, ...]
+    migrated: tuple[str, ...]  # member paths the VMState descriptions carry
     subsections: tuple[SubsectionReport, ...]
     diagnostics: tuple[Diagnostic, ...]
     # Every VMStateDescription of the tree, for the loader-convention rules.
@@ -77,6 +79,7 @@ def analyse(
     # machine.c is in scope for its post_loads' locals (`len = kvm_max_nested_state_length()`).
     capabilities = Capabilities(functions_of("vmstate", "kvm", "accel"), profile)
     handoffs, put_calls = find_handoffs(functions_of("kvm", "helpers", "accel"), profile)
+    read_backs = find_read_backs(functions_of("kvm", "helpers", "accel"), profile)
     compat = CompatIndex(
         properties=[p for ff in facts if roles[ff.path] == "properties" for p in ff.properties],
         arrays=[a for ff in facts for a in ff.compat_arrays],
@@ -99,6 +102,7 @@ def analyse(
         profile.assumed_calls,
     )
     subsections = sorted(assessor.assess_all(), key=lambda r: (r.description.path, r.description.line))
+    migrated = _migrated_paths(descriptions, assessor, functions_of("vmstate"))
     inventory, inventory_diagnostics = scan_descriptions(
         reader, profile, {ff.path: ff.descriptions for ff in facts if roles[ff.path] == "vmstate"}, cache, progress
     )
@@ -114,10 +118,46 @@ def analyse(
         capabilities=capabilities,
         handoffs=tuple(handoffs),
         put_calls=tuple(put_calls),
+        read_backs=tuple(read_backs),
+        migrated=tuple(migrated),
         subsections=tuple(subsections),
         diagnostics=tuple(sorted(set(diagnostics), key=lambda d: (d.path, d.line, d.message))),
         inventory=inventory,
     )
+
+
+def _migrated_paths(descriptions: dict[str, Description], assessor: Assessor, functions: list[Function]) -> list[str]:
+    """Member paths the CPU descriptions carry (X86CPU.env.pat), with those their
+    pre_save/post_load derive from carried ones (env.fpstt from env.fpus_vmstate)."""
+    carried = {
+        ".".join([*assessor.base(symbol), *split_path(f.path)]) for symbol, d in descriptions.items() for f in d.fields
+    }
+    callbacks = {c for d in descriptions.values() for c in (d.pre_save, d.post_load) if c}
+    by_name = {f.name: f for f in functions}
+    reachable: set[str] = set()
+    stack = sorted(callbacks)
+    while stack:
+        name = stack.pop()
+        if name in reachable or name not in by_name:
+            continue
+        reachable.add(name)
+        stack.extend(call.callee for call in by_name[name].calls)
+    assignments = [a for name in sorted(reachable) for a in by_name[name].assignments if a.target_is_state]
+
+    def is_carried(path: str) -> bool:
+        return any(overlaps(split_path(path), split_path(c)) for c in carried)
+
+    changed = True
+    while changed:
+        changed = False
+        for assignment in assignments:
+            target = assignment.target.removeprefix("field:")
+            sources = [f for f in assignment.value.fields if f.startswith(target.split(".", 1)[0])]
+            linked = [target, *sources]
+            if any(is_carried(p) for p in linked) and not all(p in carried for p in linked):
+                carried.update(linked)
+                changed = True
+    return sorted(carried)
 
 
 def audit(

@@ -23,6 +23,7 @@ class Profile:
     target: str
     cpu_type: str
     put_entry_points: tuple[str, ...]
+    get_entry_points: tuple[str, ...]
     files: dict[str, tuple[str, ...]]
     layout_roles: frozenset[str]  # roles whose candidates are one file in different layouts
     state_types: dict[str, str]
@@ -73,6 +74,7 @@ def load_profile(target: str) -> Profile:
         target=data["target"],
         cpu_type=data["cpu_type"],
         put_entry_points=_strings(data, "put_entry_points"),
+        get_entry_points=_strings(data, "get_entry_points"),
         files={role: tuple(paths) for role, paths in data["files"].items()},
         layout_roles=frozenset(_strings(data, "layout_roles")),
         state_types=dict(data.get("state_types", {})),

@@ -1,4 +1,4 @@
-"""Where migrated CPU state is handed to KVM on the destination.
+"""Where migrated CPU state is handed to KVM on the destination, and read back on the source.
 
 Starting from the profile's put entry points (`kvm_arch_put_registers`), we
 follow calls into every function the KVM, helper and accel files define,
@@ -138,3 +138,36 @@ def find_handoffs(functions: Iterable[Function], profile: Profile) -> tuple[list
             visit(function, (), (entry,))
     ordered = sorted(handoffs, key=lambda h: (h.path, h.line, h.column, h.state_path, h.chain))
     return ordered, sorted(edges, key=lambda e: (e.path, e.line, e.callee))
+
+
+@dataclass(frozen=True)
+class ReadBack:
+    """`env->x = events.x` on the get path: the source reads state back from KVM."""
+
+    state_path: str
+    function: str
+    path: str
+    line: int
+
+
+def find_read_backs(functions: Iterable[Function], profile: Profile) -> list[ReadBack]:
+    """State members assigned from KVM data in the functions the get entry points reach."""
+    by_name: dict[str, list[Function]] = {}
+    for function in functions:
+        by_name.setdefault(function.name, []).append(function)
+    found: set[ReadBack] = set()
+    seen: set[str] = set()
+    stack = list(profile.get_entry_points)
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for function in by_name.get(name, []):
+            for assignment in function.assignments:
+                # A constant (`env->has_error_code = 0`) resets; only data read back counts.
+                if assignment.target_is_state and assignment.value.subjects:
+                    path = assignment.target.removeprefix("field:")
+                    found.add(ReadBack(path, function.name, function.path, assignment.line))
+            stack.extend(call.callee for call in function.calls if call.callee in by_name)
+    return sorted(found, key=lambda r: (r.path, r.line, r.state_path))

@@ -188,11 +188,12 @@ def test_real_tree_series(major: str, tmp_path: Path) -> None:
     after = audit(copy)
     parse_errors = lambda result: {d.message for d in result.analysis.diagnostics if "could not parse" in d.message}  # noqa: E731
     assert parse_errors(after) == parse_errors(before)
-    patched = {f.subsection for f in before.findings} - {f.subsection for f in after.findings}
+    unchecked = lambda result: {f.subsection for f in result.findings if f.rule == "VG001"}  # noqa: E731
+    patched = unchecked(before) - unchecked(after)
     verdicts = {r.description.name: r.verdict for r in after.analysis.subsections}
     assert patched and all(verdicts[name] == "checked" for name in patched)
     # Only the findings no accessor can reach are left: cpu/tsc_khz's local set_ioctl.
-    assert [f.subsection for f in after.findings] == ["cpu/tsc_khz"]
+    assert unchecked(after) == {"cpu/tsc_khz"}
     checkpatch = source / "scripts" / "checkpatch.pl"
     for patch in patches:
         done = subprocess.run(

@@ -1,0 +1,73 @@
+"""VG004 kvm-state-not-migrated
+
+What it checks
+    A member of the CPU state that the destination hands to KVM on the put
+    path (from kvm_arch_put_registers) and the source reads back from KVM
+    on the get path (from kvm_arch_get_registers), but that no VMState
+    field of the target's descriptions carries.
+
+Why it matters
+    The source reads the value from the kernel, migration never sends it,
+    and the destination hands the kernel whatever its own copy holds
+    (usually the reset value). The state is lost on every migration, with
+    any kernel.
+
+Example
+    /* kvm_put_vcpu_events */
+    events.exception.error_code = env->error_code;
+    /* kvm_get_vcpu_events */
+    env->error_code = events.exception.error_code;
+    /* machine.c carries env.has_error_code, but no env.error_code */
+
+Fix
+    Migrate the member: add a VMSTATE_* field for it, in a new subsection
+    with a needed() so that older QEMUs keep accepting the stream; or, if the
+    value really is derived, compute it in a post_load and say so in a comment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from ..findings import Finding, Location, Related, fingerprint
+from ..verdicts import overlaps, split_path
+
+if TYPE_CHECKING:
+    from ..audit import Analysis
+
+ID = "VG004"
+NAME = "kvm-state-not-migrated"
+SEVERITY = "warning"
+CONFIDENCE = "medium"
+SUMMARY = "CPU state put to and read back from KVM that no VMState field carries"
+
+
+def check(analysis: Analysis) -> Iterator[Finding]:
+    migrated = [split_path(path) for path in analysis.migrated]
+    read_back = {r.state_path: r for r in reversed(analysis.read_backs)}
+    reported: set[str] = set()
+    for handoff in analysis.handoffs:
+        path = handoff.state_path
+        if path in reported or path not in read_back:
+            continue
+        members = split_path(path)
+        if any(overlaps(members, carried) for carried in migrated):
+            continue
+        reported.add(path)
+        back = read_back[path]
+        shown = path.split(".", 1)[1] if "." in path else path
+        yield Finding(
+            rule=ID,
+            name=NAME,
+            severity=SEVERITY,
+            confidence=CONFIDENCE,
+            subsection=shown,
+            message=(
+                f"{shown} is handed to KVM in {handoff.function}() and read back in {back.function}(), "
+                "but no VMState field carries it: it is lost on every migration"
+            ),
+            location=Location(handoff.path, handoff.line, handoff.column),
+            related=(Related(Location(back.path, back.line), f"read back from KVM in {back.function}()"),),
+            fingerprint=fingerprint(ID, handoff.path, shown),
+        )
