@@ -227,3 +227,17 @@ def test_output_file_gets_ordinary_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_every_rule_is_documented_and_listed() -> None:
+    from analyzer.rules import RULES
+
+    assert len({r.id for r in RULES}) == len({r.name for r in RULES}) == len(RULES)
+    listed = run_cli("--list-rules").stdout
+    for rule in RULES:
+        assert f"{rule.id}  {rule.name}" in listed
+        explained = run_cli("explain", rule.id)
+        assert explained.returncode == 0
+        assert explained.stdout.startswith(f"{rule.id} {rule.name}")
+        for heading in ("What it checks", "Why it matters", "Example", "Fix"):
+            assert heading in explained.stdout, (rule.id, heading)
