@@ -96,7 +96,7 @@ def _finding(report: SubsectionReport, nested: list[SubsectionReport]) -> Findin
     flags = sorted({g for c in guarded for g in c.capability_guards})
     probes = sorted({p.name for p in report.required})
     message = (
-        f"subsection '{name}' hands {', '.join(report.guarded_fields)} to KVM only if "
+        f"subsection '{name}' hands {_some(report.guarded_fields)} to KVM only if "
         f"{' / '.join(flags) or 'a host capability'} ({', '.join(probes) or 'host probe'}), "
         f"and no post_load checks it: a destination on an older kernel drops this state silently"
     )
@@ -147,3 +147,10 @@ def _finding(report: SubsectionReport, nested: list[SubsectionReport]) -> Findin
         fingerprint=fingerprint(ID, description.path, name),
         capabilities=tuple(probes),
     )
+
+
+def _some(fields: tuple[str, ...], shown: int = 3) -> str:
+    """`a, b, c and 29 more`: a register file should not fill the message."""
+    if len(fields) <= shown + 1:
+        return ", ".join(fields)
+    return f"{', '.join(fields[:shown])} and {len(fields) - shown} more"

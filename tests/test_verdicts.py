@@ -171,3 +171,12 @@ def test_guard_reads_without_double_negation(text: str, holds: bool, shown: str)
     from analyzer.facts.model import Condition, Guard
 
     assert Guard(Condition("atom", text), holds, "early-return", 1).describe() == shown
+
+
+def test_long_field_lists_are_shortened_in_messages() -> None:
+    from analyzer.rules.unchecked_subsection import _some
+
+    assert _some(("a", "b", "c", "d")) == "a, b, c, d"
+    assert _some(tuple(f"env.vregs[{i}][0]" for i in range(16))) == (
+        "env.vregs[0][0], env.vregs[1][0], env.vregs[2][0] and 13 more"
+    )
