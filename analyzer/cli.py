@@ -192,16 +192,29 @@ def _write(text: str, output: Path | None) -> None:
         raise InputError(f"{output}: cannot write: {error.strerror or error}") from None
 
 
-def _progress(enabled: bool):  # type: ignore[no-untyped-def]
-    if not enabled or not sys.stderr.isatty():
-        return None
+class _Progress:
+    """`parsing [12/642] hw/net/e1000.c` on a terminal's stderr, nothing otherwise."""
 
-    def show(path: str, index: int, total: int) -> None:
-        end = "\n" if index + 1 == total else ""
-        sys.stderr.write(f"\r\033[Kparsing [{index + 1}/{total}] {path}{end}")
-        sys.stderr.flush()
+    def __init__(self, enabled: bool) -> None:
+        self.active = enabled and sys.stderr.isatty()
+        self.shown = False
 
-    return show
+    def __call__(self, path: str, index: int, total: int) -> None:
+        if self.active:
+            sys.stderr.write(f"\r\033[Kparsing [{index + 1}/{total}] {path}")
+            sys.stderr.flush()
+            self.shown = True
+
+    def done(self) -> None:
+        """Clear the line, so that what follows starts clean."""
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self.shown = False
+
+
+def _progress(enabled: bool) -> _Progress:
+    return _Progress(enabled)
 
 
 def _warn_skipped(tree: QemuTree) -> None:
@@ -225,10 +238,12 @@ def _report_findings(args: argparse.Namespace) -> int:
         head = RevisionReader(args.tree, args.head)
     cache = _facts_cache(args)
     result = audit(head, args.target, config, progress, cache)
+    progress.done()
     _warn_skipped(result.analysis.tree)
     if args.command == "check":
         base: TreeReader = RevisionReader(args.tree, args.base) if args.base else DirectoryReader(args.base_tree)
         result = introduced(result, audit(base, args.target, config, progress, cache))
+        progress.done()
     baseline = load_baseline(args.baseline) if args.baseline else None
     if args.write_baseline:
         # Keep reasons already written in the baseline being replaced.
@@ -256,7 +271,9 @@ def _write_patches(args: argparse.Namespace) -> int:
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: exists and is not a directory")
     config = load_config(args.config, args.tree)
-    result = select(audit(reader, args.target, config, _progress(not args.quiet), _facts_cache(args)), config)
+    progress = _progress(not args.quiet)
+    result = select(audit(reader, args.target, config, progress, _facts_cache(args)), config)
+    progress.done()
     _warn_skipped(result.analysis.tree)
     if args.subsection and args.subsection not in {f.subsection for f in result.findings}:
         raise InputError(f"no unchecked subsection named {args.subsection!r} (see vmstate-guard audit {args.tree})")
@@ -297,7 +314,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from .graph import build_graph
         from .reports import graph_export
 
-        analysis = analyse(args.tree, args.target, _progress(not args.quiet), cache=_facts_cache(args))
+        progress = _progress(not args.quiet)
+        analysis = analyse(args.tree, args.target, progress, cache=_facts_cache(args))
+        progress.done()
         _warn_skipped(analysis.tree)
         _write(graph_export.render(build_graph(analysis), args.format), args.output)
         return EXIT_CLEAN

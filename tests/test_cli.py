@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -241,3 +242,38 @@ def test_every_rule_is_documented_and_listed() -> None:
         assert explained.stdout.startswith(f"{rule.id} {rule.name}")
         for heading in ("What it checks", "Why it matters", "Example", "Fix"):
             assert heading in explained.stdout, (rule.id, heading)
+
+
+def _stderr_on_a_terminal(*args: str) -> tuple[int, bytes]:
+    """Run the CLI with stderr on a pseudo-terminal; return its exit code and what it showed."""
+    import pty
+
+    primary, secondary = pty.openpty()
+    done = subprocess.run(
+        [sys.executable, "-m", "analyzer", *args],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        cwd=REPO.parent,
+        check=False,
+    )
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO once the terminal has no writer left
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(primary)
+    return done.returncode, shown
+
+
+def test_progress_on_a_terminal_only() -> None:
+    code, shown = _stderr_on_a_terminal("audit", str(MINI), "--no-cache")
+    assert code == 1
+    assert b"parsing [" in shown and b"target/i386/machine.c" in shown
+    assert shown.endswith(b"\r\x1b[K"), "the progress line is cleared at the end"
+    assert _stderr_on_a_terminal("audit", str(MINI), "--no-cache", "--quiet") == (1, b"")
+    assert run_cli("audit", str(MINI), "--no-cache").stderr == ""
