@@ -185,3 +185,11 @@ def test_real_10_msr_smi_count_detail(browser: Any, tmp_path: Path) -> None:
         assert expected in text
     assert detail.locator("svg.chain").is_visible()
     _screenshot(page, "report-qemu-10.0-msr_smi_count.png")
+
+
+def test_every_finding_is_listed(tmp_path: Path) -> None:
+    loader = REPO / "fixtures" / "qemu-loader"
+    text = _html(loader, tmp_path).read_text()
+    section = text[text.index('<section id="findings">') : text.index('<section id="table">')]
+    for rule, where in (("VG002", "hw/misc/foo.c:30"), ("VG003", "hw/misc/foo.c:47"), ("VG003", "hw/misc/foo.c:60")):
+        assert rule in section and where in section
