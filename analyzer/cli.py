@@ -12,6 +12,7 @@ from pathlib import Path
 from . import __version__
 from .cache import FactsCache, cache_directory
 from .errors import InputError
+from .profile import available_targets
 from .tree import QemuTree
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
@@ -19,7 +20,9 @@ EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 _DESCRIPTION = """\
 Find QEMU VMState subsections whose state KVM can drop silently on a
 destination with an older kernel: state that reaches KVM only behind a
-host-capability flag that no post_load verifies.
+host-capability flag that no post_load verifies. Also checks conventions
+the VMState loader relies on, and state KVM holds that migration never
+sends (vmstate-guard --list-rules lists the rules).
 
 exit status: 0 no findings, 1 findings, 2 usage or input error, 3 internal error
 """
@@ -134,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fix.add_argument("--signoff", metavar="'NAME <EMAIL>'", help="author and Signed-off-by line of the patches")
     fix.add_argument("--config", type=Path, metavar="FILE", help="configuration (accepted findings get no patch)")
-    fix.add_argument("--target", default="i386", help="target profile (default: i386)")
+    fix.add_argument("--target", default="i386", choices=available_targets(), help="target profile (default: i386)")
     fix.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
     fix.add_argument("--no-cache", action="store_true", help="do not use the per-file facts cache")
 
@@ -160,7 +163,7 @@ def _facts_cache(args: argparse.Namespace) -> FactsCache | None:
 
 def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of standard output")
-    command.add_argument("--target", default="i386", help="target profile (default: i386)")
+    command.add_argument("--target", default="i386", choices=available_targets(), help="target profile (default: i386)")
     command.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
     command.add_argument(
         "--no-cache",
@@ -278,6 +281,8 @@ def _write_patches(args: argparse.Namespace) -> int:
     if args.subsection and args.subsection not in {f.subsection for f in result.findings}:
         raise InputError(f"no unchecked subsection named {args.subsection!r} (see vmstate-guard audit {args.tree})")
     patches, skipped = propose_patches(result, reader, args.mode, args.subsection)
+    if not patches and not skipped:
+        print("vmstate-guard: no unchecked subsection: nothing to patch", file=sys.stderr)
     for entry in skipped:
         print(f"vmstate-guard: note: no patch for {entry.subsection}: {entry.reason}", file=sys.stderr)
     if patches:

@@ -60,6 +60,12 @@ def _strings(table: dict[str, Any], key: str) -> tuple[str, ...]:
     return tuple(str(v) for v in table.get(key, ()))
 
 
+def available_targets() -> list[str]:
+    """The targets that have a profile in rules/targets/."""
+    directory = resources.files("analyzer.rules").joinpath("targets")
+    return sorted(entry.name.removesuffix(".toml") for entry in directory.iterdir() if entry.name.endswith(".toml"))
+
+
 def load_profile(target: str) -> Profile:
     """Load the profile shipped as `rules/targets/<target>.toml`."""
     resource = resources.files("analyzer.rules").joinpath("targets", f"{target}.toml")

@@ -277,3 +277,9 @@ def test_progress_on_a_terminal_only() -> None:
     assert shown.endswith(b"\r\x1b[K"), "the progress line is cleared at the end"
     assert _stderr_on_a_terminal("audit", str(MINI), "--no-cache", "--quiet") == (1, b"")
     assert run_cli("audit", str(MINI), "--no-cache").stderr == ""
+
+
+def test_unknown_target_lists_the_available_ones() -> None:
+    result = run_cli("audit", str(MINI), "--target", "sparc")
+    assert result.returncode == 2
+    assert "argument --target: invalid choice: 'sparc' (choose from 'i386')" in result.stderr

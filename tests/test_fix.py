@@ -200,3 +200,10 @@ def test_real_tree_series(major: str, tmp_path: Path) -> None:
             ["perl", str(checkpatch), "--no-tree", str(patch)], capture_output=True, text=True, check=False
         )
         assert "total: 0 errors" in done.stdout, done.stdout[-1500:]
+
+
+def test_nothing_to_patch(tmp_path: Path) -> None:
+    result = run_cli("fix", str(MINI.parent / "qemu-loader"), "-o", str(tmp_path / "out"))
+    assert result.returncode == 0
+    assert result.stderr == "vmstate-guard: no unchecked subsection: nothing to patch\n"
+    assert not (tmp_path / "out").exists()
