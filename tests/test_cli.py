@@ -282,4 +282,5 @@ def test_progress_on_a_terminal_only() -> None:
 def test_unknown_target_lists_the_available_ones() -> None:
     result = run_cli("audit", str(MINI), "--target", "sparc")
     assert result.returncode == 2
-    assert "argument --target: invalid choice: 'sparc' (choose from 'i386')" in result.stderr
+    assert "argument --target: invalid choice: 'sparc'" in result.stderr
+    assert "i386" in result.stderr.splitlines()[-1]
