@@ -16,7 +16,7 @@ from .facts.model import Description, Diagnostic, FileFacts, Function
 from .findings import Finding, sorted_findings
 from .inventory import scan_descriptions
 from .profile import Profile, load_profile
-from .put_path import CallEdge, Handoff, ReadBack, find_handoffs, find_read_backs
+from .put_path import CallEdge, Handoff, MsrAccess, ReadBack, find_handoffs, find_msr_accesses, find_read_backs
 from .tree import DirectoryReader, QemuTree, TreeReader, open_tree
 from .verdicts import Assessor, SubsectionReport, overlaps, split_path
 
@@ -34,6 +34,8 @@ class Analysis:
     handoffs: tuple[Handoff, ...]
     put_calls: tuple[CallEdge, ...]
     read_backs: tuple[ReadBack, ...]
+    msr_puts: tuple[MsrAccess, ...]  # MSRs written to KVM on the put path, with their guards
+    msr_gets: tuple[MsrAccess, ...]  # MSRs requested from KVM on the get path
     migrated: tuple[str, ...]  # member paths the VMState descriptions carry
     subsections: tuple[SubsectionReport, ...]
     diagnostics: tuple[Diagnostic, ...]
@@ -80,6 +82,8 @@ def analyse(
     capabilities = Capabilities(functions_of("vmstate", "kvm", "accel"), profile)
     handoffs, put_calls = find_handoffs(functions_of("kvm", "helpers", "accel"), profile)
     read_backs = find_read_backs(functions_of("kvm", "helpers", "accel"), profile)
+    msr_puts = find_msr_accesses(functions_of("kvm", "helpers", "accel"), profile, profile.put_entry_points)
+    msr_gets = find_msr_accesses(functions_of("kvm", "helpers", "accel"), profile, profile.get_entry_points)
     compat = CompatIndex(
         properties=[p for ff in facts if roles[ff.path] == "properties" for p in ff.properties],
         arrays=[a for ff in facts for a in ff.compat_arrays],
@@ -119,6 +123,8 @@ def analyse(
         handoffs=tuple(handoffs),
         put_calls=tuple(put_calls),
         read_backs=tuple(read_backs),
+        msr_puts=tuple(msr_puts),
+        msr_gets=tuple(msr_gets),
         migrated=tuple(migrated),
         subsections=tuple(subsections),
         diagnostics=tuple(sorted(set(diagnostics), key=lambda d: (d.path, d.line, d.message))),

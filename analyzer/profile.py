@@ -24,6 +24,7 @@ class Profile:
     cpu_type: str
     put_entry_points: tuple[str, ...]
     get_entry_points: tuple[str, ...]
+    msr_entry_calls: dict[str, int]
     files: dict[str, tuple[str, ...]]
     layout_roles: frozenset[str]  # roles whose candidates are one file in different layouts
     state_types: dict[str, str]
@@ -81,6 +82,7 @@ def load_profile(target: str) -> Profile:
         cpu_type=data["cpu_type"],
         put_entry_points=_strings(data, "put_entry_points"),
         get_entry_points=_strings(data, "get_entry_points"),
+        msr_entry_calls={str(k): int(v) for k, v in data.get("msr", {}).get("entry_calls", {}).items()},
         files={role: tuple(paths) for role, paths in data["files"].items()},
         layout_roles=frozenset(_strings(data, "layout_roles")),
         state_types=dict(data.get("state_types", {})),

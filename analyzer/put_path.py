@@ -9,7 +9,7 @@ copied into something outside the state (`events.x = env->x`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .facts.model import Function, Guard
@@ -81,16 +81,40 @@ def _sink_parameters(by_name: dict[str, list[Function]], profile: Profile) -> di
     return sinks
 
 
-def find_handoffs(functions: Iterable[Function], profile: Profile) -> tuple[list[Handoff], list[CallEdge]]:
-    """Return every handoff reachable from the put entry points, and the calls followed."""
+def _by_name(functions: Iterable[Function]) -> dict[str, list[Function]]:
     by_name: dict[str, list[Function]] = {}
     for function in functions:
         by_name.setdefault(function.name, []).append(function)
+    return by_name
+
+
+def _walk(
+    by_name: dict[str, list[Function]], entries: Iterable[str]
+) -> Iterator[tuple[Function, tuple[Guard, ...], tuple[str, ...]]]:
+    """Every function reached from `entries`, once per call path, with the guards
+    of the calls that lead to it and the chain of names from the entry point."""
+    stack: list[tuple[Function, tuple[Guard, ...], tuple[str, ...]]] = [
+        (function, (), (entry,)) for entry in reversed(list(entries)) for function in by_name.get(entry, [])
+    ]
+    while stack:
+        function, guards, chain = stack.pop()
+        yield function, guards, chain
+        below = []
+        for call in function.calls:
+            if call.callee in by_name and call.callee not in chain and len(chain) < _MAX_DEPTH:
+                below.extend(
+                    (callee, (*guards, *call.guards), (*chain, callee.name)) for callee in by_name[call.callee]
+                )
+        stack.extend(reversed(below))
+
+
+def find_handoffs(functions: Iterable[Function], profile: Profile) -> tuple[list[Handoff], list[CallEdge]]:
+    """Return every handoff reachable from the put entry points, and the calls followed."""
+    by_name = _by_name(functions)
     sinks = _sink_parameters(by_name, profile)
     handoffs: set[Handoff] = set()
     edges: set[CallEdge] = set()
-
-    def visit(function: Function, guards: tuple[Guard, ...], chain: tuple[str, ...]) -> None:
+    for function, guards, chain in _walk(by_name, profile.put_entry_points):
         for call in function.calls:
             call_guards = (*guards, *call.guards)
             if not profile.is_ignored_call(call.callee):
@@ -99,6 +123,7 @@ def find_handoffs(functions: Iterable[Function], profile: Profile) -> tuple[list
                         continue  # a helper of ours that does not pass this argument on
                     for state_path in argument.fields:
                         if _is_member(state_path, profile):
+                            how = f"passed to {call.callee}()"
                             handoffs.add(
                                 Handoff(
                                     state_path,
@@ -106,7 +131,7 @@ def find_handoffs(functions: Iterable[Function], profile: Profile) -> tuple[list
                                     function.path,
                                     call.line,
                                     call.column,
-                                    f"passed to {call.callee}()",
+                                    how,
                                     call_guards,
                                     chain,
                                 )
@@ -114,12 +139,12 @@ def find_handoffs(functions: Iterable[Function], profile: Profile) -> tuple[list
             if call.callee in by_name and call.callee not in chain and len(chain) < _MAX_DEPTH:
                 for callee in by_name[call.callee]:
                     edges.add(CallEdge(function.name, callee.name, function.path, call.line, callee.path))
-                    visit(callee, call_guards, (*chain, callee.name))
         for assignment in function.assignments:
             if assignment.target_is_state or assignment.target.startswith("local:"):
                 continue
             for state_path in assignment.value.fields:
                 if _is_member(state_path, profile):
+                    how = f"copied into {assignment.target_text}"
                     handoffs.add(
                         Handoff(
                             state_path,
@@ -127,17 +152,39 @@ def find_handoffs(functions: Iterable[Function], profile: Profile) -> tuple[list
                             function.path,
                             assignment.line,
                             assignment.column,
-                            f"copied into {assignment.target_text}",
+                            how,
                             (*guards, *assignment.guards),
                             chain,
                         )
                     )
-
-    for entry in profile.put_entry_points:
-        for function in by_name.get(entry, []):
-            visit(function, (), (entry,))
     ordered = sorted(handoffs, key=lambda h: (h.path, h.line, h.column, h.state_path, h.chain))
     return ordered, sorted(edges, key=lambda e: (e.path, e.line, e.callee))
+
+
+@dataclass(frozen=True)
+class MsrAccess:
+    """An MSR put in, or requested from, a KVM_SET_MSRS / KVM_GET_MSRS buffer."""
+
+    msr: str
+    function: str
+    path: str
+    line: int
+    column: int
+    guards: tuple[Guard, ...]
+
+
+def find_msr_accesses(functions: Iterable[Function], profile: Profile, entries: Iterable[str]) -> list[MsrAccess]:
+    """MSR indices given to the profile's MSR-entry calls on the paths from `entries`."""
+    found: set[MsrAccess] = set()
+    for function, guards, _ in _walk(_by_name(functions), entries):
+        for call in function.calls:
+            position = profile.msr_entry_calls.get(call.callee)
+            if position is None or position >= len(call.arguments):
+                continue
+            for msr in call.arguments[position].constants:
+                guards_here = (*guards, *call.guards)
+                found.add(MsrAccess(msr, function.name, function.path, call.line, call.column, guards_here))
+    return sorted(found, key=lambda a: (a.path, a.line, a.msr))
 
 
 @dataclass(frozen=True)
@@ -152,22 +199,11 @@ class ReadBack:
 
 def find_read_backs(functions: Iterable[Function], profile: Profile) -> list[ReadBack]:
     """State members assigned from KVM data in the functions the get entry points reach."""
-    by_name: dict[str, list[Function]] = {}
-    for function in functions:
-        by_name.setdefault(function.name, []).append(function)
     found: set[ReadBack] = set()
-    seen: set[str] = set()
-    stack = list(profile.get_entry_points)
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        for function in by_name.get(name, []):
-            for assignment in function.assignments:
-                # A constant (`env->has_error_code = 0`) resets; only data read back counts.
-                if assignment.target_is_state and assignment.value.subjects:
-                    path = assignment.target.removeprefix("field:")
-                    found.add(ReadBack(path, function.name, function.path, assignment.line))
-            stack.extend(call.callee for call in function.calls if call.callee in by_name)
+    for function, _, _ in _walk(_by_name(functions), profile.get_entry_points):
+        for assignment in function.assignments:
+            # A constant (`env->has_error_code = 0`) resets; only data read back counts.
+            if assignment.target_is_state and assignment.value.subjects:
+                path = assignment.target.removeprefix("field:")
+                found.add(ReadBack(path, function.name, function.path, assignment.line))
     return sorted(found, key=lambda r: (r.path, r.line, r.state_path))

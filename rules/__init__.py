@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
-from . import state_not_migrated, subsection_always_sent, subsection_name_prefix, unchecked_subsection
+from . import (
+    msr_capability_mismatch,
+    state_not_migrated,
+    subsection_always_sent,
+    subsection_name_prefix,
+    unchecked_subsection,
+)
 
 if TYPE_CHECKING:
     from ..audit import Analysis
@@ -49,6 +55,7 @@ RULES: tuple[Rule, ...] = (
     _rule(subsection_always_sent),
     _rule(subsection_name_prefix),
     _rule(state_not_migrated),
+    _rule(msr_capability_mismatch),
 )
 
 
