@@ -99,7 +99,7 @@ def _walk(
     while stack:
         function, guards, chain = stack.pop()
         yield function, guards, chain
-        below = []
+        below: list[tuple[Function, tuple[Guard, ...], tuple[str, ...]]] = []
         for call in function.calls:
             if call.callee in by_name and call.callee not in chain and len(chain) < _MAX_DEPTH:
                 below.extend(
