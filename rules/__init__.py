@@ -47,7 +47,8 @@ class Rule:
 
 
 def _rule(module: ModuleType) -> Rule:
-    return Rule(module.ID, module.NAME, module.SEVERITY, module.CONFIDENCE, module.SUMMARY, module)
+    info = module.INFO
+    return Rule(info.id, info.name, info.severity, info.confidence, info.summary, module)
 
 
 RULES: tuple[Rule, ...] = (

@@ -32,17 +32,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ..findings import Finding, Location, Related, fingerprint
+from ..findings import Finding, Location, Related
 from ..put_path import MsrAccess
+from .meta import RuleInfo
 
 if TYPE_CHECKING:
     from ..audit import Analysis
 
-ID = "VG005"
-NAME = "msr-capability-mismatch"
-SEVERITY = "warning"
-CONFIDENCE = "medium"
-SUMMARY = "MSR read back from KVM under one host capability and written back under another"
+INFO = RuleInfo(
+    id="VG005",
+    name="msr-capability-mismatch",
+    severity="warning",
+    confidence="medium",
+    summary="MSR read back from KVM under one host capability and written back under another",
+)
 
 
 def _probes(analysis: Analysis, access: MsrAccess) -> frozenset[str]:
@@ -75,11 +78,7 @@ def check(analysis: Analysis) -> Iterator[Finding]:
         reported.add(put.msr)
         get = gets[put.msr][0]
         written, read = _probes(analysis, put), _probes(analysis, get)
-        yield Finding(
-            rule=ID,
-            name=NAME,
-            severity=SEVERITY,
-            confidence=CONFIDENCE,
+        yield INFO.finding(
             subsection=put.msr,
             message=(
                 f"{put.msr} is read from KVM with {_shown(read)} but written back with {_shown(written)}: "
@@ -87,5 +86,5 @@ def check(analysis: Analysis) -> Iterator[Finding]:
             ),
             location=Location(put.path, put.line, put.column),
             related=(Related(Location(get.path, get.line), f"requested from KVM in {get.function}()"),),
-            fingerprint=fingerprint(ID, put.path, put.msr),
+            key=(put.path, put.msr),
         )

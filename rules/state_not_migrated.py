@@ -30,17 +30,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ..findings import Finding, Location, Related, fingerprint
+from ..findings import Finding, Location, Related
 from ..verdicts import overlaps, split_path
+from .meta import RuleInfo
 
 if TYPE_CHECKING:
     from ..audit import Analysis
 
-ID = "VG004"
-NAME = "kvm-state-not-migrated"
-SEVERITY = "warning"
-CONFIDENCE = "medium"
-SUMMARY = "CPU state put to and read back from KVM that no VMState field carries"
+INFO = RuleInfo(
+    id="VG004",
+    name="kvm-state-not-migrated",
+    severity="warning",
+    confidence="medium",
+    summary="CPU state put to and read back from KVM that no VMState field carries",
+)
 
 
 def check(analysis: Analysis) -> Iterator[Finding]:
@@ -57,11 +60,7 @@ def check(analysis: Analysis) -> Iterator[Finding]:
         reported.add(path)
         back = read_back[path]
         shown = path.split(".", 1)[1] if "." in path else path
-        yield Finding(
-            rule=ID,
-            name=NAME,
-            severity=SEVERITY,
-            confidence=CONFIDENCE,
+        yield INFO.finding(
             subsection=shown,
             message=(
                 f"{shown} is handed to KVM in {handoff.function}() and read back in {back.function}(), "
@@ -69,5 +68,5 @@ def check(analysis: Analysis) -> Iterator[Finding]:
             ),
             location=Location(handoff.path, handoff.line, handoff.column),
             related=(Related(Location(back.path, back.line), f"read back from KVM in {back.function}()"),),
-            fingerprint=fingerprint(ID, handoff.path, shown),
+            key=(handoff.path, shown),
         )

@@ -33,17 +33,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ..findings import Finding, Location, Related, fingerprint
+from ..findings import Finding, Location, Related
 from .loader_conventions import listed_subsections
+from .meta import RuleInfo
 
 if TYPE_CHECKING:
     from ..audit import Analysis
 
-ID = "VG002"
-NAME = "subsection-always-sent"
-SEVERITY = "warning"
-CONFIDENCE = "medium"
-SUMMARY = "subsection without needed() is always sent, so migration to an older QEMU fails"
+INFO = RuleInfo(
+    id="VG002",
+    name="subsection-always-sent",
+    severity="warning",
+    confidence="medium",
+    summary="subsection without needed() is always sent, so migration to an older QEMU fails",
+)
 
 
 def check(analysis: Analysis) -> Iterator[Finding]:
@@ -54,11 +57,7 @@ def check(analysis: Analysis) -> Iterator[Finding]:
             continue
         seen.add(key)
         name = subsection.name or subsection.symbol
-        yield Finding(
-            rule=ID,
-            name=NAME,
-            severity=SEVERITY,
-            confidence=CONFIDENCE,
+        yield INFO.finding(
             subsection=name,
             message=(
                 f"subsection '{name}' has no needed(): it is always sent, and a QEMU that does not know it "
@@ -71,5 +70,5 @@ def check(analysis: Analysis) -> Iterator[Finding]:
                     f"listed in the .subsections of {parent.symbol} ('{parent.name or parent.symbol}')",
                 ),
             ),
-            fingerprint=fingerprint(ID, subsection.path, name),
+            key=(subsection.path, name),
         )

@@ -31,17 +31,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ..findings import Finding, Location, Related, fingerprint
+from ..findings import Finding, Location, Related
 from .loader_conventions import listed_subsections
+from .meta import RuleInfo
 
 if TYPE_CHECKING:
     from ..audit import Analysis
 
-ID = "VG003"
-NAME = "subsection-name-prefix"
-SEVERITY = "error"
-CONFIDENCE = "high"
-SUMMARY = "subsection name does not start with its parent's name, so the loader never reads it"
+INFO = RuleInfo(
+    id="VG003",
+    name="subsection-name-prefix",
+    severity="error",
+    confidence="high",
+    summary="subsection name does not start with its parent's name, so the loader never reads it",
+)
 
 
 def check(analysis: Analysis) -> Iterator[Finding]:
@@ -55,11 +58,7 @@ def check(analysis: Analysis) -> Iterator[Finding]:
         if key in seen:
             continue
         seen.add(key)
-        yield Finding(
-            rule=ID,
-            name=NAME,
-            severity=SEVERITY,
-            confidence=CONFIDENCE,
+        yield INFO.finding(
             subsection=subsection.name,
             message=(
                 f"subsection '{subsection.name}' is not named '{parent.name}...' after its parent "
@@ -69,5 +68,5 @@ def check(analysis: Analysis) -> Iterator[Finding]:
             related=(
                 Related(Location(parent.path, parent.line, parent.column), f"parent {parent.symbol} ('{parent.name}')"),
             ),
-            fingerprint=fingerprint(ID, subsection.path, subsection.name, parent.name),
+            key=(subsection.path, subsection.name, parent.name),
         )

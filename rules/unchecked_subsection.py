@@ -49,17 +49,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ..findings import Finding, Location, Related, fingerprint
+from ..findings import Finding, Location, Related
 from ..verdicts import UNCHECKED, SubsectionReport
+from .meta import RuleInfo
 
 if TYPE_CHECKING:
     from ..audit import Analysis
 
-ID = "VG001"
-NAME = "unchecked-capability-subsection"
-SEVERITY = "warning"
-CONFIDENCE = "high"
-SUMMARY = "subsection state reaches KVM only behind a host capability that no post_load verifies"
+INFO = RuleInfo(
+    id="VG001",
+    name="unchecked-capability-subsection",
+    severity="warning",
+    confidence="high",
+    summary="subsection state reaches KVM only behind a host capability that no post_load verifies",
+)
 
 
 def check(analysis: Analysis) -> Iterator[Finding]:
@@ -133,18 +136,14 @@ def _finding(report: SubsectionReport, nested: list[SubsectionReport]) -> Findin
         message += "; mitigated for old machine types by " + ", ".join(
             f"{m.property.name}" for m in report.compat if m.arrays
         )
-    return Finding(
-        rule=ID,
-        name=NAME,
-        severity=SEVERITY,
-        confidence=CONFIDENCE,
+    return INFO.finding(
         subsection=name,
         message=message,
         location=Location(description.path, description.line, description.column),
         related=tuple(related),
         # The wire name, not the C symbol: QEMU renames symbols
         # (vmstate_msr_hypercall_hypercall became vmstate_msr_hyperv_hypercall).
-        fingerprint=fingerprint(ID, description.path, name),
+        key=(description.path, name),
         capabilities=tuple(probes),
     )
 

@@ -1,0 +1,40 @@
+"""What every rule declares about itself, and the one way rules build findings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..findings import Finding, Location, Related, fingerprint
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    id: str  # stable: never renumbered or reused
+    name: str  # kebab-case, what users type
+    severity: str  # error, warning, note
+    confidence: str  # high, medium, low
+    summary: str  # one line for --list-rules
+
+    def finding(
+        self,
+        subsection: str,
+        message: str,
+        location: Location,
+        related: Iterable[Related],
+        key: tuple[str, ...],
+        capabilities: Iterable[str] = (),
+    ) -> Finding:
+        """A finding of this rule; `key` names what it is about, never a line number."""
+        return Finding(
+            rule=self.id,
+            name=self.name,
+            severity=self.severity,
+            confidence=self.confidence,
+            subsection=subsection,
+            message=message,
+            location=location,
+            related=tuple(related),
+            fingerprint=fingerprint(self.id, *key),
+            capabilities=tuple(capabilities),
+        )
