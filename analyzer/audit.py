@@ -58,6 +58,7 @@ def analyse(
     progress: Progress | None = None,
     config: Config | None = None,
     cache: FactsCache | None = None,
+    jobs: int = 1,
 ) -> Analysis:
     config = config or Config()
     profile = config.extend(load_profile(target))
@@ -108,7 +109,12 @@ def analyse(
     subsections = sorted(assessor.assess_all(), key=lambda r: (r.description.path, r.description.line))
     migrated = _migrated_paths(descriptions, assessor, functions_of("vmstate"))
     inventory, inventory_diagnostics = scan_descriptions(
-        reader, profile, {ff.path: ff.descriptions for ff in facts if roles[ff.path] == "vmstate"}, cache, progress
+        reader,
+        profile,
+        {ff.path: ff.descriptions for ff in facts if roles[ff.path] == "vmstate"},
+        cache,
+        progress,
+        jobs,
     )
     diagnostics = [d for ff in facts for d in ff.diagnostics] + list(inventory_diagnostics)
     for path in tree.missing:
@@ -172,12 +178,13 @@ def audit(
     config: Config | None = None,
     progress: Progress | None = None,
     cache: FactsCache | None = None,
+    jobs: int = 1,
 ) -> AuditResult:
     """Run every enabled rule; severities as the config overrides them."""
     from .rules import RULES
 
     config = config or Config()
-    analysis = analyse(root, target, progress, config, cache)
+    analysis = analyse(root, target, progress, config, cache, jobs)
     findings: list[Finding] = []
     for rule in RULES:
         if config.is_enabled(rule.id):

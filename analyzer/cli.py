@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--target", default="i386", choices=available_targets(), help="target profile (default: i386)")
     fix.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
     fix.add_argument("--no-cache", action="store_true", help="do not use the per-file facts cache")
+    fix.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help=_JOBS_HELP)
 
     explain = commands.add_parser("explain", help="print a rule's documentation", description="Explain a rule.")
     explain.add_argument("rule", metavar="ID", help="rule id (VG001) or name (unchecked-capability-subsection)")
@@ -157,6 +158,19 @@ def _findings_options(command: argparse.ArgumentParser, formats: tuple[str, ...]
     )
 
 
+_JOBS_HELP = "processes that parse the tree's device files (default: one per core)"
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
+
+
 def _facts_cache(args: argparse.Namespace) -> FactsCache | None:
     return None if args.no_cache else FactsCache(cache_directory(), args.target)
 
@@ -165,6 +179,7 @@ def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of standard output")
     command.add_argument("--target", default="i386", choices=available_targets(), help="target profile (default: i386)")
     command.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
+    command.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help=_JOBS_HELP)
     command.add_argument(
         "--no-cache",
         action="store_true",
@@ -240,12 +255,12 @@ def _report_findings(args: argparse.Namespace) -> int:
     if args.command == "check" and args.head:
         head = RevisionReader(args.tree, args.head)
     cache = _facts_cache(args)
-    result = audit(head, args.target, config, progress, cache)
+    result = audit(head, args.target, config, progress, cache, args.jobs)
     progress.done()
     _warn_skipped(result.analysis.tree)
     if args.command == "check":
         base: TreeReader = RevisionReader(args.tree, args.base) if args.base else DirectoryReader(args.base_tree)
-        result = introduced(result, audit(base, args.target, config, progress, cache))
+        result = introduced(result, audit(base, args.target, config, progress, cache, args.jobs))
         progress.done()
     baseline = load_baseline(args.baseline) if args.baseline else None
     if args.write_baseline:
@@ -275,7 +290,7 @@ def _write_patches(args: argparse.Namespace) -> int:
         raise InputError(f"{output}: exists and is not a directory")
     config = load_config(args.config, args.tree)
     progress = _progress(not args.quiet)
-    result = select(audit(reader, args.target, config, progress, _facts_cache(args)), config)
+    result = select(audit(reader, args.target, config, progress, _facts_cache(args), args.jobs), config)
     progress.done()
     _warn_skipped(result.analysis.tree)
     if args.subsection and args.subsection not in {f.subsection for f in result.findings}:
@@ -320,7 +335,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from .reports import graph_export
 
         progress = _progress(not args.quiet)
-        analysis = analyse(args.tree, args.target, progress, cache=_facts_cache(args))
+        analysis = analyse(args.tree, args.target, progress, cache=_facts_cache(args), jobs=args.jobs)
         progress.done()
         _warn_skipped(analysis.tree)
         _write(graph_export.render(build_graph(analysis), args.format), args.output)

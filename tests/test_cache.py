@@ -69,3 +69,18 @@ def test_no_cache_writes_nothing(tmp_path: Path) -> None:
     assert not cache_dir.exists()
     run_cli("audit", str(MINI), env=env)
     assert list(cache_dir.rglob("*.pickle"))
+
+
+def test_parallel_inventory_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import analyzer.inventory
+
+    loader = MINI.parent / "qemu-loader"
+    sequential = _json(audit(loader, jobs=1))
+    monkeypatch.setattr(analyzer.inventory, "_PARALLEL_THRESHOLD", 1)
+    assert _json(audit(loader, jobs=2)) == sequential
+
+
+def test_jobs_must_be_positive() -> None:
+    result = run_cli("audit", str(MINI), "--jobs", "0")
+    assert result.returncode == 2
+    assert "expected a whole number of at least 1, not '0'" in result.stderr
