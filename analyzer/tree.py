@@ -33,8 +33,8 @@ class TreeReader(Protocol):
 
     def has_directory(self, path: str) -> bool: ...
 
-    def c_files(self) -> list[str]:
-        """Every `*.c` file of the tree, relative, sorted."""
+    def c_files(self, exclude: tuple[str, ...] = ()) -> list[str]:
+        """Every `*.c` file of the tree, relative and sorted, outside the `exclude` prefixes (`tests/`)."""
         ...
 
     def read(self, path: str) -> bytes | None:
@@ -56,13 +56,14 @@ class DirectoryReader:
     def has_directory(self, path: str) -> bool:
         return (self.root / path).is_dir()
 
-    def c_files(self) -> list[str]:
+    def c_files(self, exclude: tuple[str, ...] = ()) -> list[str]:
         found: list[str] = []
         root = str(self.root)
         for directory, subdirectories, names in os.walk(root):  # does not follow links to directories
-            subdirectories.sort()
             relative = os.path.relpath(directory, root).replace(os.sep, "/")
             prefix = "" if relative == "." else relative + "/"
+            # Excluded directories are not entered at all: roms/ and tests/ are big.
+            subdirectories[:] = sorted(d for d in subdirectories if not (prefix + d + "/").startswith(exclude))
             found.extend(prefix + name for name in names if name.endswith(".c"))
         return sorted(found)
 

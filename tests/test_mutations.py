@@ -131,8 +131,10 @@ class _MemoryTree:
     def has_directory(self, path: str) -> bool:
         return (MINI / path).is_dir()
 
-    def c_files(self) -> list[str]:
-        return sorted(p.relative_to(MINI).as_posix() for p in MINI.rglob("*.c"))
+    def c_files(self, exclude: tuple[str, ...] = ()) -> list[str]:
+        return sorted(
+            p for p in (q.relative_to(MINI).as_posix() for q in MINI.rglob("*.c")) if not p.startswith(exclude)
+        )
 
     def read(self, path: str) -> bytes | None:
         if path in self.replaced:
