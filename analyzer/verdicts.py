@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from itertools import product
 
 from .capabilities import Capabilities, Probe
@@ -47,7 +48,8 @@ class SubsectionReport:
     enclosing: tuple[str, ...] = ()  # symbols of the descriptions containing it, nearest first
 
 
-def split_path(path: str) -> list[str]:
+@cache
+def split_path(path: str) -> tuple[str, ...]:
     """`env.xmm_regs[i].ZMM_Q(2)` -> [env, xmm_regs, ZMM_Q]."""
     out: list[str] = []
     depth = 0
@@ -64,10 +66,10 @@ def split_path(path: str) -> list[str]:
             else:
                 current += char
     out.append(current)
-    return [p for p in out if p]
+    return tuple(p for p in out if p)
 
 
-def overlaps(a: list[str], b: list[str]) -> bool:
+def overlaps(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     """True when one member path contains the other."""
     n = min(len(a), len(b))
     return a[:n] == b[:n]
@@ -138,7 +140,7 @@ class Assessor:
         """Descriptions whose post_load runs after this one's fields have loaded."""
         return [owner for owner, _ in self._owner_chain(symbol)]
 
-    def base(self, symbol: str) -> list[str]:
+    def base(self, symbol: str) -> tuple[str, ...]:
         """The absolute state path a description's fields are relative to, as members."""
         chain = self._owner_chain(symbol)
         root = chain[-1][0] if chain else self.descriptions[symbol]
@@ -146,7 +148,7 @@ class Assessor:
         parts = types[:1]
         for _, path in reversed(chain):
             parts.extend(split_path(path))
-        return parts
+        return tuple(parts)
 
     # -- verdicts ----------------------------------------------------------
 
