@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -298,6 +299,9 @@ def test_pre_commit_hook_entry_runs(history: dict[str, str | Path]) -> None:
     hooks = (REPO / ".pre-commit-hooks.yaml").read_text()
     (entry,) = [line.split("entry:", 1)[1].split() for line in hooks.splitlines() if line.strip().startswith("entry:")]
     assert entry[:2] == ["vmstate-guard", "check"]
+    (files,) = [line.split("files:", 1)[1].strip() for line in hooks.splitlines() if line.strip().startswith("files:")]
+    for path, runs in (("hw/net/e1000.c", True), ("target/i386/kvm/kvm_i386.h", True), ("README.md", False)):
+        assert bool(re.search(files, path)) is runs, path
     repo = history["repo"]
     assert isinstance(repo, Path)
     git(repo, "checkout", "-q", str(history["base"]))
