@@ -14,7 +14,7 @@ from .config import Config
 from .facts.extract import extract_file
 from .facts.model import Description, Diagnostic, FileFacts, Function
 from .findings import Finding, sorted_findings
-from .inventory import scan_descriptions
+from .inventory import description_files, scan_descriptions
 from .profile import Profile, load_profile
 from .put_path import CallEdge, Handoff, MsrAccess, ReadBack, find_handoffs, find_msr_accesses, find_read_backs
 from .tree import DirectoryReader, QemuTree, TreeReader, open_tree
@@ -64,6 +64,15 @@ def analyse(
     profile = config.extend(load_profile(target))
     reader = DirectoryReader(root) if isinstance(root, Path) else root
     tree = open_tree(reader, profile)
+    vmstate_paths = {f.path for f in tree.files if f.role == "vmstate"}
+    inventory_files = list(description_files(reader, vmstate_paths))
+    # A tree read before, byte for byte, with the same code and settings:
+    # its whole analysis comes from the cache.
+    key = cache.analysis_key(target, repr(config.capabilities), tree, inventory_files) if cache else None
+    if cache and key:
+        previous = cache.load_analysis(key)
+        if isinstance(previous, Analysis):
+            return previous
     facts: list[FileFacts] = []
     for index, source in enumerate(tree.files):
         if progress is not None:
@@ -109,7 +118,7 @@ def analyse(
     subsections = sorted(assessor.assess_all(), key=lambda r: (r.description.path, r.description.line))
     migrated = _migrated_paths(descriptions, assessor, functions_of("vmstate"))
     inventory, inventory_diagnostics = scan_descriptions(
-        reader,
+        inventory_files,
         profile,
         {ff.path: ff.descriptions for ff in facts if roles[ff.path] == "vmstate"},
         cache,
@@ -121,7 +130,7 @@ def analyse(
         diagnostics.append(Diagnostic(path, 0, "not in this tree; the facts it would give are missing"))
     for path, why in tree.skipped:
         diagnostics.append(Diagnostic(path, 0, f"skipped: {why}"))
-    return Analysis(
+    analysis = Analysis(
         tree=tree,
         profile=profile,
         facts=tuple(facts),
@@ -136,6 +145,9 @@ def analyse(
         diagnostics=tuple(sorted(set(diagnostics), key=lambda d: (d.path, d.line, d.message))),
         inventory=inventory,
     )
+    if cache and key:
+        cache.store_analysis(key, analysis)
+    return analysis
 
 
 def _migrated_paths(descriptions: dict[str, Description], assessor: Assessor, functions: list[Function]) -> list[str]:

@@ -1,7 +1,8 @@
-"""Facts cached per file by content, outside the analysed tree.
+"""Facts cached per file by content, and whole analyses by every byte read,
+outside the analysed tree.
 
-A re-run on an unchanged tree, or the base and head of `check` sharing most
-files, then parses only what changed. The key covers the file's path, role
+A re-run on an unchanged tree loads its analysis in one read; the base and
+head of `check`, sharing most files, parse only what changed. The key covers the file's path, role
 and bytes, the target profile and the analyzer's own code, so a new version
 of the tool never reads facts an older one wrote. A cache that cannot be
 read or written is simply not used.
@@ -18,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from .facts.model import FileFacts
+from .tree import QemuTree
 
 _FORMAT = b"vmstate-guard facts v1"
 
@@ -37,6 +39,15 @@ def _code_digest() -> bytes:
     sources = [("analyzer", name) for name in ("preprocess.py", "syntax.py", "profile.py", "facts", "queries")]
     for package, relative in [*sources, ("analyzer.rules", "targets")]:
         _digest_tree(resources.files(package).joinpath(relative), f"{package}/{relative}", digest)
+    return digest.digest()
+
+
+@cache
+def _analysis_digest() -> bytes:
+    """A digest of all the code and data a whole analysis depends on."""
+    digest = hashlib.sha256(_FORMAT + b" analysis")
+    _digest_tree(resources.files("analyzer"), "analyzer", digest)
+    _digest_tree(resources.files("analyzer.rules").joinpath("targets"), "analyzer.rules/targets", digest)
     return digest.digest()
 
 
@@ -64,6 +75,40 @@ class FactsCache:
         name = key.hexdigest()
         return self.directory / name[:2] / f"{name}.pickle"
 
+    def analysis_key(
+        self, target: str, settings: str, tree: QemuTree, inventory: list[tuple[str, bytes | None, str | None]]
+    ) -> str | None:
+        """What a whole analysis depends on: code, target, settings and every byte read."""
+        if self.directory is None:
+            return None
+        key = hashlib.sha256(_analysis_digest())
+        parts = [target, settings, tree.label, tree.version or "", *tree.missing]
+        parts += [f"{path}:{why}" for path, why in tree.skipped]
+        parts += [f"{f.path}:{f.role}:{hashlib.sha256(f.data).hexdigest()}" for f in tree.files]
+        parts += [
+            f"{path}:{hashlib.sha256(data).hexdigest() if data is not None else why}" for path, data, why in inventory
+        ]
+        for part in parts:
+            encoded = part.encode("utf-8", "surrogateescape")
+            key.update(len(encoded).to_bytes(8, "little") + encoded)
+        return key.hexdigest()
+
+    def load_analysis(self, key: str) -> object | None:
+        entry = self._analysis_entry(key)
+        try:
+            # Only this tool writes here, keyed by content: not untrusted input.
+            return pickle.loads(entry.read_bytes()) if entry is not None and entry.is_file() else None
+        except Exception:
+            return None
+
+    def store_analysis(self, key: str, analysis: object) -> None:
+        entry = self._analysis_entry(key)
+        if entry is not None:
+            self._write(entry, pickle.dumps(analysis, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _analysis_entry(self, key: str) -> Path | None:
+        return None if self.directory is None else self.directory / "analyses" / f"{key}.pickle"
+
     def load(self, path: str, role: str, data: bytes) -> FileFacts | None:
         entry = self._entry(path, role, data)
         if entry is None or not entry.is_file():
@@ -77,13 +122,17 @@ class FactsCache:
 
     def store(self, path: str, role: str, data: bytes, facts: FileFacts) -> None:
         entry = self._entry(path, role, data)
-        if entry is None:
-            return
+        if entry is not None:
+            self._write(entry, pickle.dumps(facts, protocol=pickle.HIGHEST_PROTOCOL))
+
+    @staticmethod
+    def _write(entry: Path, data: bytes) -> None:
+        """Write atomically; a cache that cannot be written is simply not used."""
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=entry.parent, prefix=".facts.")
+            fd, temporary = tempfile.mkstemp(dir=entry.parent, prefix=".entry.")
             with os.fdopen(fd, "wb") as handle:
-                handle.write(pickle.dumps(facts, protocol=pickle.HIGHEST_PROTOCOL))
+                handle.write(data)
             Path(temporary).replace(entry)
         except OSError:
             return

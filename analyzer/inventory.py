@@ -21,7 +21,10 @@ from .tree import TreeReader, UnusableFileError
 _EXCLUDED = ("tests/", "scripts/", "roms/", "subprojects/", "contrib/", "docs/")
 
 
-def description_files(reader: TreeReader, skip: Iterable[str] = ()) -> Iterator[tuple[str, bytes | None, str | None]]:
+InventoryFile = tuple[str, bytes | None, str | None]  # path, bytes, why it is unusable
+
+
+def description_files(reader: TreeReader, skip: Iterable[str] = ()) -> Iterator[InventoryFile]:
     """(path, bytes, problem) of every C file that mentions VMStateDescription."""
     skipped = set(skip)
     for path in reader.c_files(_EXCLUDED):
@@ -46,21 +49,20 @@ def _extract_inventory(job: tuple[str, bytes, Profile]) -> FileFacts:
 
 
 def scan_descriptions(
-    reader: TreeReader,
+    files: list[InventoryFile],
     profile: Profile,
     known: dict[str, tuple[Description, ...]],
     cache: FactsCache | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     jobs: int = 1,
 ) -> tuple[tuple[Description, ...], tuple[Diagnostic, ...]]:
-    """Descriptions of every file; `known` holds those of files already parsed.
+    """Descriptions of `files` (from description_files) plus `known` ones, from files already parsed.
 
     Files the cache does not have are parsed on `jobs` processes; results are
     taken in file order, so the output does not depend on scheduling.
     """
     descriptions: list[Description] = [d for found in known.values() for d in found]
     diagnostics: list[Diagnostic] = []
-    files = list(description_files(reader, known))
     facts_by_path: dict[str, FileFacts] = {}
     missing: list[tuple[str, bytes, Profile]] = []
     for path, data, problem in files:

@@ -84,3 +84,19 @@ def test_jobs_must_be_positive() -> None:
     result = run_cli("audit", str(MINI), "--jobs", "0")
     assert result.returncode == 2
     assert "expected a whole number of at least 1, not '0'" in result.stderr
+
+
+def test_unchanged_tree_reuses_the_whole_analysis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = FactsCache(tmp_path / "cache", "i386")
+    cold = audit(MINI, cache=cache)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the analysis ran again")
+
+    monkeypatch.setattr(analyzer.audit, "Capabilities", fail)
+    assert _json(audit(MINI, cache=cache)) == _json(cold)
+    # A setting that changes the analysis is part of the key.
+    from analyzer.config import Config
+
+    with pytest.raises(AssertionError, match="ran again"):
+        audit(MINI, cache=cache, config=Config(capabilities={"extension_calls": ("fork_has_cap",)}))
