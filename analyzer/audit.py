@@ -11,10 +11,10 @@ from .cache import FactsCache
 from .capabilities import Capabilities
 from .compat import CompatIndex
 from .config import Config
-from .facts.extract import extract_file
+from .facts.batch import Job, extract_many
 from .facts.model import Description, Diagnostic, FileFacts, Function
 from .findings import Finding, sorted_findings
-from .inventory import description_files, scan_descriptions
+from .inventory import collect_descriptions, description_files
 from .profile import Profile, load_profile
 from .put_path import CallEdge, Handoff, MsrAccess, ReadBack, find_handoffs, find_msr_accesses, find_read_backs
 from .tree import DirectoryReader, QemuTree, TreeReader, open_tree
@@ -73,16 +73,11 @@ def analyse(
         previous = cache.load_analysis(key)
         if isinstance(previous, Analysis):
             return previous
-    facts: list[FileFacts] = []
-    for index, source in enumerate(tree.files):
-        if progress is not None:
-            progress(source.path, index, len(tree.files))
-        cached = cache.load(source.path, source.role, source.data) if cache else None
-        if cached is None:
-            cached = extract_file(source.path, source.data, profile, source.role)
-            if cache:
-                cache.store(source.path, source.role, source.data, cached)
-        facts.append(cached)
+    # The target's files and every device file with a description, in one batch.
+    batch: list[Job] = [(f.path, f.data, f.role) for f in tree.files]
+    batch += [(path, data, "inventory") for path, data, _ in inventory_files if data is not None]
+    all_facts = extract_many(batch, profile, cache, progress, jobs)
+    facts = all_facts[: len(tree.files)]
     roles = {f.path: f.role for f in tree.files}
 
     def functions_of(*wanted: str) -> list[Function]:
@@ -117,13 +112,10 @@ def analyse(
     )
     subsections = sorted(assessor.assess_all(), key=lambda r: (r.description.path, r.description.line))
     migrated = _migrated_paths(descriptions, assessor, functions_of("vmstate"))
-    inventory, inventory_diagnostics = scan_descriptions(
+    inventory, inventory_diagnostics = collect_descriptions(
         inventory_files,
-        profile,
+        all_facts[len(tree.files) :],
         {ff.path: ff.descriptions for ff in facts if roles[ff.path] == "vmstate"},
-        cache,
-        progress,
-        jobs,
     )
     diagnostics = [d for ff in facts for d in ff.diagnostics] + list(inventory_diagnostics)
     for path in tree.missing:

@@ -19,14 +19,16 @@ def _json(result: analyzer.audit.AuditResult) -> str:
 
 
 def _count_extractions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    import analyzer.facts.batch
+
     calls: list[str] = []
-    original = analyzer.audit.extract_file
+    original = analyzer.facts.batch.extract_file
 
     def counting(path: str, *args: object, **kwargs: object) -> object:
         calls.append(path)
         return original(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(analyzer.audit, "extract_file", counting)
+    monkeypatch.setattr(analyzer.facts.batch, "extract_file", counting)
     return calls
 
 
@@ -72,11 +74,11 @@ def test_no_cache_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_parallel_inventory_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    import analyzer.inventory
+    import analyzer.facts.batch
 
     loader = MINI.parent / "qemu-loader"
     sequential = _json(audit(loader, jobs=1))
-    monkeypatch.setattr(analyzer.inventory, "_PARALLEL_THRESHOLD", 1)
+    monkeypatch.setattr(analyzer.facts.batch, "PARALLEL_THRESHOLD", 1)
     assert _json(audit(loader, jobs=2)) == sequential
 
 
