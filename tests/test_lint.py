@@ -310,3 +310,20 @@ def test_pre_commit_hook_entry_runs(history: dict[str, str | Path]) -> None:
     result = run_cli("check", *args)
     assert result.returncode == 1
     assert "cpu/msr_smi_count" in result.stdout
+
+
+def test_revision_reader(history: dict[str, str | Path]) -> None:
+    from analyzer.git import RevisionReader
+    from analyzer.tree import UnusableFileError
+
+    repo = history["repo"]
+    assert isinstance(repo, Path)
+    reader = RevisionReader(repo, str(history["added"]))
+    assert reader.read("no/such/file.c") is None
+    with pytest.raises(UnusableFileError, match="not a regular file"):
+        reader.read("target/i386")
+    # Reads after a miss and an error still return the right bytes.
+    assert reader.read("VERSION") == (repo / "VERSION").read_bytes()
+    assert b"vmstate_msr_smi_count" in (reader.read("target/i386/machine.c") or b"")
+    assert "target/i386/machine.c" in reader.c_files(("hw/",))
+    assert not [p for p in reader.c_files(("hw/",)) if p.startswith("hw/")]
