@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -11,13 +12,14 @@ from .cache import FactsCache
 from .capabilities import Capabilities
 from .compat import CompatIndex
 from .config import Config
+from .errors import InputError
 from .facts.batch import Job, extract_many
-from .facts.model import Description, Diagnostic, FileFacts, Function
+from .facts.model import Description, Diagnostic, FileFacts, Function, Reference
 from .findings import Finding, sorted_findings
 from .inventory import collect_descriptions, description_files
-from .profile import Profile, load_profile
+from .profile import Profile, available_targets, load_profile, load_units
 from .put_path import CallEdge, Handoff, MsrAccess, ReadBack, find_handoffs, find_msr_accesses, find_read_backs
-from .tree import DirectoryReader, QemuTree, TreeReader, open_tree
+from .tree import DirectoryReader, QemuTree, TreeReader, UnusableFileError, open_tree
 from .verdicts import Assessor, SubsectionReport, overlaps, split_path
 
 Progress = Callable[[str, int, int], None]
@@ -41,15 +43,141 @@ class Analysis:
     diagnostics: tuple[Diagnostic, ...]
     # Every VMStateDescription of the tree, for the loader-convention rules.
     inventory: tuple[Description, ...] = ()
+    # Where each file names something that may be a description (first unit only).
+    references: tuple[tuple[str, tuple[Reference, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
 class AuditResult:
-    analysis: Analysis
+    analyses: tuple[Analysis, ...]  # one per unit: each target's CPU, then its devices
     findings: tuple[Finding, ...]
     # Findings found but not reported, by reason: ("accepted in .vmstate-guard.toml", 2).
     hidden: tuple[tuple[str, int], ...] = ()
     tool_version: str = __version__
+
+    @property
+    def analysis(self) -> Analysis:
+        """The first target's CPU unit: where tree-wide facts (inventory, notes) live."""
+        return self.analyses[0]
+
+    @property
+    def subsections(self) -> tuple[SubsectionReport, ...]:
+        return tuple(report for analysis in self.analyses for report in analysis.subsections)
+
+    @property
+    def diagnostics(self) -> tuple[Diagnostic, ...]:
+        unique = {d for analysis in self.analyses for d in analysis.diagnostics}
+        return tuple(sorted(unique, key=_diagnostic_order))
+
+    @property
+    def skipped(self) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted({entry for analysis in self.analyses for entry in analysis.tree.skipped}))
+
+    def unit_counts(self) -> list[tuple[str, Counter[str], int]]:
+        """(unit label, subsections per verdict, findings) for each unit analysed."""
+        findings = Counter(f.unit for f in self.findings)
+        return [
+            (a.profile.label, Counter(r.verdict for r in a.subsections), findings[a.profile.label])
+            for a in self.analyses
+        ]
+
+
+def present_targets(reader: TreeReader) -> list[str]:
+    """The targets with a profile whose CPU and KVM files this tree has."""
+    present = []
+    for target in available_targets():
+        profile = load_profile(target)
+        if all(_has_any(reader, profile.files[role]) for role in profile.layout_roles):
+            present.append(target)
+    return present
+
+
+def _has_any(reader: TreeReader, candidates: Sequence[str]) -> bool:
+    for candidate in candidates:
+        try:
+            if reader.read(candidate) is not None:
+                return True
+        except UnusableFileError:
+            return True  # there, but unusable: open_tree says why
+    return False
+
+
+def _open_units(reader: TreeReader, targets: Sequence[str], config: Config) -> list[tuple[Profile, QemuTree]]:
+    """Each target's CPU unit (which must be there) and the devices this release has."""
+    units: list[tuple[Profile, QemuTree]] = []
+    for target in targets:
+        cpu, *devices = (config.extend(profile) for profile in load_units(target))
+        units.append((cpu, open_tree(reader, cpu)))
+        for device in devices:
+            try:
+                units.append((device, open_tree(reader, device)))
+            except InputError:
+                continue  # a device this release does not have (or not with KVM)
+    return units
+
+
+def analyse_units(
+    root: Path | TreeReader,
+    targets: Sequence[str] = (),
+    progress: Progress | None = None,
+    config: Config | None = None,
+    cache: FactsCache | None = None,
+    jobs: int = 1,
+) -> tuple[Analysis, ...]:
+    """One analysis per unit (each target's CPU, then its KVM-backed devices),
+    for `targets` or, when empty, every target the tree has."""
+    config = config or Config()
+    reader = DirectoryReader(root) if isinstance(root, Path) else root
+    if not reader.has_directory("target") or not reader.has_directory("include"):
+        raise InputError(f"{reader.label}: not a QEMU source tree (no target/ and include/ directories)")
+    names = list(dict.fromkeys(targets)) or present_targets(reader)
+    if not names:
+        # The most useful message names what a target with machine.c lacks.
+        for target in available_targets():
+            profile = load_profile(target)
+            if _has_any(reader, profile.files.get("vmstate", ())):
+                open_tree(reader, profile)
+        raise InputError(
+            f"{reader.label}: no target with KVM support found (profiles: {', '.join(available_targets())})"
+        )
+    units = _open_units(reader, names, config)
+    vmstate_paths = {f.path for _, tree in units for f in tree.files if f.role == "vmstate"}
+    inventory_files = list(description_files(reader, vmstate_paths))
+    # A tree read before, byte for byte, with the same code and settings:
+    # its whole analysis comes from the cache.
+    key = cache.analysis_key(repr(config.capabilities), units, inventory_files) if cache else None
+    if cache and key:
+        previous = cache.load_analysis(key)
+        if isinstance(previous, tuple) and all(isinstance(a, Analysis) for a in previous):
+            return previous
+    # Every unit's files and every device file with a description, in one batch.
+    batch: list[Job] = [(f.path, f.data, f.role, index) for index, (_, tree) in enumerate(units) for f in tree.files]
+    batch += [(path, data, role, None) for path, data, _, role in inventory_files if data is not None]
+    all_facts = extract_many(batch, [profile for profile, _ in units], cache, progress, jobs)
+    unit_facts: list[list[FileFacts]] = [[] for _ in units]
+    inventory_facts: list[FileFacts] = []
+    for (_, _, _, unit), file_facts in zip(batch, all_facts, strict=True):
+        (inventory_facts if unit is None else unit_facts[unit]).append(file_facts)
+    own = {f.path: f.descriptions for facts in unit_facts for f in facts if f.descriptions}
+    inventory, inventory_diagnostics = collect_descriptions(inventory_files, inventory_facts, own)
+    references = {ff.path: ff.references for ff in [*all_facts] if ff.references}
+    analyses: list[Analysis] = []
+    lent: list[Function] = []
+    for (profile, tree), facts in zip(units, unit_facts, strict=True):
+        if profile.unit == "cpu":
+            # A device's KVM code calls its target's predicates (kvm_has_adjust_clock_stable()).
+            lent = [fn for ff in facts if _role(tree, ff.path) in ("kvm", "helpers", "accel") for fn in ff.functions]
+        analyses.append(_analyse_unit(profile, tree, facts, [] if profile.unit == "cpu" else lent, inventory))
+    first = analyses[0]
+    analyses[0] = replace(
+        first,
+        diagnostics=tuple(sorted({*first.diagnostics, *inventory_diagnostics}, key=_diagnostic_order)),
+        references=tuple(sorted(references.items())),
+    )
+    result = tuple(analyses)
+    if cache and key:
+        cache.store_analysis(key, result)
+    return result
 
 
 def analyse(
@@ -60,35 +188,37 @@ def analyse(
     cache: FactsCache | None = None,
     jobs: int = 1,
 ) -> Analysis:
-    config = config or Config()
-    profile = config.extend(load_profile(target))
-    reader = DirectoryReader(root) if isinstance(root, Path) else root
-    tree = open_tree(reader, profile)
-    vmstate_paths = {f.path for f in tree.files if f.role == "vmstate"}
-    inventory_files = list(description_files(reader, vmstate_paths))
-    # A tree read before, byte for byte, with the same code and settings:
-    # its whole analysis comes from the cache.
-    key = cache.analysis_key(target, repr(config.capabilities), tree, inventory_files) if cache else None
-    if cache and key:
-        previous = cache.load_analysis(key)
-        if isinstance(previous, Analysis):
-            return previous
-    # The target's files and every device file with a description, in one batch.
-    batch: list[Job] = [(f.path, f.data, f.role) for f in tree.files]
-    batch += [(path, data, "inventory") for path, data, _ in inventory_files if data is not None]
-    all_facts = extract_many(batch, profile, cache, progress, jobs)
-    facts = all_facts[: len(tree.files)]
+    """The analysis of one target's CPU (what `fix` and `graph` work on)."""
+    return analyse_units(root, (target,), progress, config, cache, jobs)[0]
+
+
+def _role(tree: QemuTree, path: str) -> str:
+    return next((f.role for f in tree.files if f.path == path), "")
+
+
+def _diagnostic_order(diagnostic: Diagnostic) -> tuple[str, int, str]:
+    return (diagnostic.path, diagnostic.line, diagnostic.message)
+
+
+def _analyse_unit(
+    profile: Profile,
+    tree: QemuTree,
+    facts: list[FileFacts],
+    lent: list[Function],
+    inventory: tuple[Description, ...],
+) -> Analysis:
     roles = {f.path: f.role for f in tree.files}
 
     def functions_of(*wanted: str) -> list[Function]:
         return [fn for ff in facts if roles[ff.path] in wanted for fn in ff.functions]
 
+    kvm_functions = functions_of("kvm", "helpers", "accel") + lent
     # machine.c is in scope for its post_loads' locals (`len = kvm_max_nested_state_length()`).
-    capabilities = Capabilities(functions_of("vmstate", "kvm", "accel"), profile)
-    handoffs, put_calls = find_handoffs(functions_of("kvm", "helpers", "accel"), profile)
-    read_backs = find_read_backs(functions_of("kvm", "helpers", "accel"), profile)
-    msr_puts = find_msr_accesses(functions_of("kvm", "helpers", "accel"), profile, profile.put_entry_points)
-    msr_gets = find_msr_accesses(functions_of("kvm", "helpers", "accel"), profile, profile.get_entry_points)
+    capabilities = Capabilities(functions_of("vmstate", "kvm", "accel") + lent, profile)
+    handoffs, put_calls = find_handoffs(kvm_functions, profile)
+    read_backs = find_read_backs(kvm_functions, profile)
+    msr_puts = find_msr_accesses(kvm_functions, profile, profile.put_entry_points)
+    msr_gets = find_msr_accesses(kvm_functions, profile, profile.get_entry_points)
     compat = CompatIndex(
         properties=[p for ff in facts if roles[ff.path] == "properties" for p in ff.properties],
         arrays=[a for ff in facts for a in ff.compat_arrays],
@@ -104,7 +234,7 @@ def analyse(
     assessor = Assessor(
         descriptions,
         handoffs,
-        functions_of("vmstate", "kvm", "helpers", "accel"),
+        functions_of("vmstate", "kvm", "helpers", "accel") + lent,
         capabilities,
         compat,
         profile.failure_calls,
@@ -112,17 +242,12 @@ def analyse(
     )
     subsections = sorted(assessor.assess_all(), key=lambda r: (r.description.path, r.description.line))
     migrated = _migrated_paths(descriptions, assessor, functions_of("vmstate"))
-    inventory, inventory_diagnostics = collect_descriptions(
-        inventory_files,
-        all_facts[len(tree.files) :],
-        {ff.path: ff.descriptions for ff in facts if roles[ff.path] == "vmstate"},
-    )
-    diagnostics = [d for ff in facts for d in ff.diagnostics] + list(inventory_diagnostics)
+    diagnostics = [d for ff in facts for d in ff.diagnostics]
     for path in tree.missing:
         diagnostics.append(Diagnostic(path, 0, "not in this tree; the facts it would give are missing"))
     for path, why in tree.skipped:
         diagnostics.append(Diagnostic(path, 0, f"skipped: {why}"))
-    analysis = Analysis(
+    return Analysis(
         tree=tree,
         profile=profile,
         facts=tuple(facts),
@@ -134,12 +259,9 @@ def analyse(
         msr_gets=tuple(msr_gets),
         migrated=tuple(migrated),
         subsections=tuple(subsections),
-        diagnostics=tuple(sorted(set(diagnostics), key=lambda d: (d.path, d.line, d.message))),
+        diagnostics=tuple(sorted(set(diagnostics), key=_diagnostic_order)),
         inventory=inventory,
     )
-    if cache and key:
-        cache.store_analysis(key, analysis)
-    return analysis
 
 
 def _migrated_paths(descriptions: dict[str, Description], assessor: Assessor, functions: list[Function]) -> list[str]:
@@ -178,20 +300,26 @@ def _migrated_paths(descriptions: dict[str, Description], assessor: Assessor, fu
 
 def audit(
     root: Path | TreeReader,
-    target: str = "i386",
+    targets: Sequence[str] | str = (),
     config: Config | None = None,
     progress: Progress | None = None,
     cache: FactsCache | None = None,
     jobs: int = 1,
 ) -> AuditResult:
-    """Run every enabled rule; severities as the config overrides them."""
+    """Run every enabled rule on every unit of `targets` (default: those the tree has);
+    severities as the config overrides them."""
     from .rules import RULES
 
     config = config or Config()
-    analysis = analyse(root, target, progress, config, cache, jobs)
+    analyses = analyse_units(root, (targets,) if isinstance(targets, str) else targets, progress, config, cache, jobs)
     findings: list[Finding] = []
     for rule in RULES:
-        if config.is_enabled(rule.id):
-            severity = config.severity.get(rule.id)
-            findings.extend(replace(f, severity=severity) if severity else f for f in rule.check(analysis))
-    return AuditResult(analysis, tuple(sorted_findings(findings)))
+        if not config.is_enabled(rule.id):
+            continue
+        severity = config.severity.get(rule.id)
+        # Rules over the whole tree's descriptions run once; the others once per unit.
+        for analysis in analyses[:1] if rule.scope == "tree" else analyses:
+            unit = "" if rule.scope == "tree" else analysis.profile.label
+            for finding in rule.check(analysis):
+                findings.append(replace(finding, severity=severity or finding.severity, unit=unit))
+    return AuditResult(analyses, tuple(sorted_findings(findings)))

@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from .facts.model import FileFacts
+from .profile import Profile
 from .tree import QemuTree
 
 _FORMAT = b"vmstate-guard facts v1"
@@ -55,38 +56,44 @@ def _digest_tree(node: object, name: str, digest: hashlib._Hash) -> None:
     path = Path(str(node))
     if path.is_dir():
         for child in sorted(path.iterdir()):
-            if child.suffix in (".py", ".scm", ".toml"):
+            # Subpackages too: a change in analyzer/facts/ changes every analysis.
+            if child.suffix in (".py", ".scm", ".toml", ".json") or (child.is_dir() and child.name != "__pycache__"):
                 _digest_tree(child, f"{name}/{child.name}", digest)
     elif path.is_file():
         digest.update(name.encode() + b"\0" + path.read_bytes())
 
 
 class FactsCache:
-    def __init__(self, directory: Path | None, target: str) -> None:
+    def __init__(self, directory: Path | None) -> None:
         self.directory = directory
-        self.target = target
 
-    def _entry(self, path: str, role: str, data: bytes) -> Path | None:
+    def _entry(self, unit: str, path: str, role: str, data: bytes) -> Path | None:
         if self.directory is None:
             return None
         key = hashlib.sha256(_code_digest())
-        for part in (self.target.encode(), path.encode(), role.encode(), data):
+        for part in (unit.encode(), path.encode(), role.encode(), data):
             key.update(len(part).to_bytes(8, "little") + part)
         name = key.hexdigest()
         return self.directory / name[:2] / f"{name}.pickle"
 
     def analysis_key(
-        self, target: str, settings: str, tree: QemuTree, inventory: list[tuple[str, bytes | None, str | None]]
+        self,
+        settings: str,
+        units: list[tuple[Profile, QemuTree]],
+        inventory: list[tuple[str, bytes | None, str | None, str]],
     ) -> str | None:
-        """What a whole analysis depends on: code, target, settings and every byte read."""
+        """What a whole analysis depends on: code, units, settings and every byte read."""
         if self.directory is None:
             return None
         key = hashlib.sha256(_analysis_digest())
-        parts = [target, settings, tree.label, tree.version or "", *tree.missing]
-        parts += [f"{path}:{why}" for path, why in tree.skipped]
-        parts += [f"{f.path}:{f.role}:{hashlib.sha256(f.data).hexdigest()}" for f in tree.files]
+        parts = [settings]
+        for profile, tree in units:
+            parts += [profile.label, tree.label, tree.version or "", *tree.missing]
+            parts += [f"{path}:{why}" for path, why in tree.skipped]
+            parts += [f"{f.path}:{f.role}:{hashlib.sha256(f.data).hexdigest()}" for f in tree.files]
         parts += [
-            f"{path}:{hashlib.sha256(data).hexdigest() if data is not None else why}" for path, data, why in inventory
+            f"{path}:{hashlib.sha256(data).hexdigest() if data is not None else why}"
+            for path, data, why, _ in inventory
         ]
         for part in parts:
             encoded = part.encode("utf-8", "surrogateescape")
@@ -109,8 +116,9 @@ class FactsCache:
     def _analysis_entry(self, key: str) -> Path | None:
         return None if self.directory is None else self.directory / "analyses" / f"{key}.pickle"
 
-    def load(self, path: str, role: str, data: bytes) -> FileFacts | None:
-        entry = self._entry(path, role, data)
+    def load(self, unit: str, path: str, role: str, data: bytes) -> FileFacts | None:
+        """The facts of `path` as read for `unit` (a profile label; "" for the inventory)."""
+        entry = self._entry(unit, path, role, data)
         if entry is None or not entry.is_file():
             return None
         try:
@@ -120,8 +128,8 @@ class FactsCache:
             return None
         return facts if isinstance(facts, FileFacts) and facts.path == path else None
 
-    def store(self, path: str, role: str, data: bytes, facts: FileFacts) -> None:
-        entry = self._entry(path, role, data)
+    def store(self, unit: str, path: str, role: str, data: bytes, facts: FileFacts) -> None:
+        entry = self._entry(unit, path, role, data)
         if entry is not None:
             self._write(entry, pickle.dumps(facts, protocol=pickle.HIGHEST_PROTOCOL))
 

@@ -13,7 +13,6 @@ from . import __version__
 from .cache import FactsCache, cache_directory
 from .errors import InputError
 from .profile import available_targets
-from .tree import QemuTree
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -172,12 +171,18 @@ def _jobs(text: str) -> int:
 
 
 def _facts_cache(args: argparse.Namespace) -> FactsCache | None:
-    return None if args.no_cache else FactsCache(cache_directory(), args.target)
+    return None if args.no_cache else FactsCache(cache_directory())
 
 
 def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of standard output")
-    command.add_argument("--target", default="i386", choices=available_targets(), help="target profile (default: i386)")
+    command.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        choices=available_targets(),
+        help="audit only this target (repeatable; default: every target the tree has)",
+    )
     command.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
     command.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help=_JOBS_HELP)
     command.add_argument(
@@ -235,8 +240,8 @@ def _progress(enabled: bool) -> _Progress:
     return _Progress(enabled)
 
 
-def _warn_skipped(tree: QemuTree) -> None:
-    for path, why in tree.skipped:
+def _warn_skipped(skipped: Sequence[tuple[str, str]]) -> None:
+    for path, why in skipped:
         print(f"vmstate-guard: warning: {path}: {why}; skipped", file=sys.stderr)
 
 
@@ -257,7 +262,7 @@ def _report_findings(args: argparse.Namespace) -> int:
     cache = _facts_cache(args)
     result = audit(head, args.target, config, progress, cache, args.jobs)
     progress.done()
-    _warn_skipped(result.analysis.tree)
+    _warn_skipped(result.skipped)
     if args.command == "check":
         base: TreeReader = RevisionReader(args.tree, args.base) if args.base else DirectoryReader(args.base_tree)
         result = introduced(result, audit(base, args.target, config, progress, cache, args.jobs))
@@ -292,7 +297,7 @@ def _write_patches(args: argparse.Namespace) -> int:
     progress = _progress(not args.quiet)
     result = select(audit(reader, args.target, config, progress, _facts_cache(args), args.jobs), config)
     progress.done()
-    _warn_skipped(result.analysis.tree)
+    _warn_skipped(result.skipped)
     if args.subsection and args.subsection not in {f.subsection for f in result.findings}:
         raise InputError(f"no unchecked subsection named {args.subsection!r} (see vmstate-guard audit {args.tree})")
     patches, skipped = propose_patches(result, reader, args.mode, args.subsection)
@@ -330,15 +335,15 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "fix":
         return _write_patches(args)
     if args.command == "graph":
-        from .audit import analyse
+        from .audit import analyse_units
         from .graph import build_graph
         from .reports import graph_export
 
         progress = _progress(not args.quiet)
-        analysis = analyse(args.tree, args.target, progress, cache=_facts_cache(args), jobs=args.jobs)
+        analyses = analyse_units(args.tree, args.target, progress, cache=_facts_cache(args), jobs=args.jobs)
         progress.done()
-        _warn_skipped(analysis.tree)
-        _write(graph_export.render(build_graph(analysis), args.format), args.output)
+        _warn_skipped(sorted({entry for analysis in analyses for entry in analysis.tree.skipped}))
+        _write(graph_export.render(build_graph(analyses), args.format), args.output)
         return EXIT_CLEAN
     parser.print_help(sys.stderr)
     return EXIT_ERROR

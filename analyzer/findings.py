@@ -35,6 +35,9 @@ class Finding:
     # The host capabilities whose absence drops the state; a change that adds
     # one makes an existing finding worse.
     capabilities: tuple[str, ...] = ()
+    # The unit whose analysis found it (`i386`, `arm/gicv3`); "" for rules
+    # over the whole tree's descriptions.
+    unit: str = ""
 
     def sort_key(self) -> tuple[str, int, int, str, str]:
         return (self.location.path, self.location.line, self.location.column, self.rule, self.subsection)

@@ -56,10 +56,10 @@ class RevisionReader:
     def has_directory(self, path: str) -> bool:
         return path in self._directories
 
-    def c_files(self, exclude: tuple[str, ...] = ()) -> list[str]:
+    def c_files(self, exclude: tuple[str, ...] = (), suffixes: tuple[str, ...] = (".c",)) -> list[str]:
         listing = _git(self.repo, "ls-tree", "--full-tree", "-r", "--name-only", self.commit, "--", self.prefix or ".")
         prefix = self.prefix
-        paths = (line[len(prefix) :] for line in listing.splitlines() if line.endswith(".c"))
+        paths = (line[len(prefix) :] for line in listing.splitlines() if line.endswith(suffixes))
         return sorted(p for p in paths if not p.startswith(exclude))
 
     def read(self, path: str) -> bytes | None:

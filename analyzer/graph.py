@@ -7,6 +7,8 @@ Every edge carries the location that is its evidence.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import networkx as nx
 
 from .audit import Analysis
@@ -28,8 +30,15 @@ def _flag_node(key: str) -> tuple[Node, str]:
     return (path, name), "flag"
 
 
-def build_graph(analysis: Analysis) -> nx.MultiDiGraph[Node]:
+def build_graph(analyses: Iterable[Analysis]) -> nx.MultiDiGraph[Node]:
+    """One graph for every unit: probes and accessors they share are one node."""
     graph: nx.MultiDiGraph[Node] = nx.MultiDiGraph()
+    for analysis in analyses:
+        _add_unit(graph, analysis)
+    return graph
+
+
+def _add_unit(graph: nx.MultiDiGraph[Node], analysis: Analysis) -> None:
     capabilities = analysis.capabilities
 
     def node(key: Node, kind: str, **attributes: object) -> Node:
@@ -104,4 +113,3 @@ def build_graph(analysis: Analysis) -> nx.MultiDiGraph[Node]:
                             machine.path,
                             machine.line,
                         )
-    return graph

@@ -17,22 +17,33 @@ from .tree import TreeReader, UnusableFileError
 _EXCLUDED = ("tests/", "scripts/", "roms/", "subprojects/", "contrib/", "docs/")
 
 
-InventoryFile = tuple[str, bytes | None, str | None]  # path, bytes, why it is unusable
+# Not compiled into a system emulator: user-mode emulation, and the kernel's
+# own headers (whose `vmsa` and friends are not QEMU's).
+_NOT_SYSTEM = ("linux-user/", "bsd-user/", "linux-headers/")
+
+InventoryFile = tuple[str, bytes | None, str | None, str]  # path, bytes, why it is unusable, role
 
 
 def description_files(reader: TreeReader, skip: Iterable[str] = ()) -> Iterator[InventoryFile]:
-    """(path, bytes, problem) of every C file that mentions VMStateDescription."""
+    """(path, bytes, problem, role) of every C file that mentions VMStateDescription
+    (role `inventory`), and of every other C file, header or `.c.inc` file
+    that may name one (role `references`: `vms`/`vmm` in its bytes, as in
+    vmstate_*, vmsd, vms_*)."""
     skipped = set(skip)
-    for path in reader.c_files(_EXCLUDED):
+    for path in reader.c_files(_EXCLUDED + _NOT_SYSTEM, (".c", ".h", ".inc")):
         if path in skipped:
             continue
         try:
             data = reader.read(path)
         except UnusableFileError as problem:
-            yield path, None, str(problem)
+            yield path, None, str(problem), "inventory"
             continue
-        if data is not None and b"VMStateDescription" in data and b"\0" not in data:
-            yield path, data, None
+        if data is None or b"\0" in data:
+            continue
+        if path.endswith(".c") and b"VMStateDescription" in data:
+            yield path, data, None, "inventory"
+        elif b"vms" in data or b"vmm" in data:
+            yield path, data, None, "references"
 
 
 def collect_descriptions(
@@ -40,9 +51,9 @@ def collect_descriptions(
 ) -> tuple[tuple[Description, ...], tuple[Diagnostic, ...]]:
     """Descriptions and notes from the facts of `files` (those with bytes, in order) and `known` ones."""
     descriptions: list[Description] = [d for found in known.values() for d in found]
-    diagnostics = [Diagnostic(path, 0, f"skipped: {problem}") for path, data, problem in files if data is None]
+    diagnostics = [Diagnostic(path, 0, f"skipped: {problem}") for path, data, problem, _ in files if data is None]
     for file_facts in facts:
-        descriptions.extend(file_facts.descriptions)
+        descriptions.extend(file_facts.descriptions)  # none from `references` files
         # Parse errors elsewhere in device code, and field lists, are not what
         # these rules read; a subsection entry we could not read is.
         diagnostics.extend(d for d in file_facts.diagnostics if "subsection entry not understood" in d.message)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from importlib import resources
 from typing import Any
@@ -20,8 +20,10 @@ class MachineMacro:
 
 @dataclass(frozen=True)
 class Profile:
+    """One *unit* of a target: its CPU, or one KVM-backed device (`unit` names it)."""
+
     target: str
-    cpu_type: str
+    cpu_type: str  # the opaque type of the unit's top-level description (X86CPU, KVMClockState)
     put_entry_points: tuple[str, ...]
     get_entry_points: tuple[str, ...]
     msr_entry_calls: dict[str, int]
@@ -47,6 +49,12 @@ class Profile:
     build_guard: str
     assumed_calls: frozenset[str]
     machine_macros: tuple[MachineMacro, ...]
+    unit: str = "cpu"
+
+    @property
+    def label(self) -> str:
+        """`i386` for a CPU, `i386/kvmclock` for a device."""
+        return self.target if self.unit == "cpu" else f"{self.target}/{self.unit}"
 
     @cached_property
     def state_roots(self) -> frozenset[str]:
@@ -67,12 +75,49 @@ def available_targets() -> list[str]:
     return sorted(entry.name.removesuffix(".toml") for entry in directory.iterdir() if entry.name.endswith(".toml"))
 
 
-def load_profile(target: str) -> Profile:
-    """Load the profile shipped as `rules/targets/<target>.toml`."""
+def _read(target: str) -> dict[str, Any]:
     resource = resources.files("analyzer.rules").joinpath("targets", f"{target}.toml")
     if not resource.is_file():
         raise InputError(f"no target profile named {target!r}")
-    data = tomllib.loads(resource.read_text(encoding="utf-8"))
+    return tomllib.loads(resource.read_text(encoding="utf-8"))
+
+
+def load_profile(target: str) -> Profile:
+    """The CPU unit of the profile shipped as `rules/targets/<target>.toml`."""
+    return _cpu_profile(_read(target))
+
+
+def load_units(target: str) -> tuple[Profile, ...]:
+    """The target's CPU, then each KVM-backed device its profile lists under [[devices]].
+
+    A device shares the target's idioms; it has its own files, entry points
+    and state type. Its description usually lives in a `*_common.c` file and
+    its KVM code in a `*_kvm.c` one, reached through class hooks, so the hook
+    implementations are its entry points. The audit lends it the CPU unit's
+    KVM functions for the capability predicates they define.
+    """
+    data = _read(target)
+    cpu = _cpu_profile(data)
+    devices = []
+    for device in data.get("devices", ()):
+        devices.append(
+            replace(
+                cpu,
+                unit=str(device["name"]),
+                cpu_type=str(device["state_type"]),
+                put_entry_points=_strings(device, "put_entry_points"),
+                get_entry_points=_strings(device, "get_entry_points"),
+                files={role: tuple(paths) for role, paths in device["files"].items()},
+                layout_roles=frozenset({"vmstate", "kvm"}),
+                state_types=dict(device.get("state_types", {})),
+                msr_entry_calls={},
+                machine_macros=(),
+            )
+        )
+    return (cpu, *devices)
+
+
+def _cpu_profile(data: dict[str, Any]) -> Profile:
     probes = data.get("probes", {})
     negative = data.get("not_host_capability", {})
     handoff = data.get("handoff", {})

@@ -33,8 +33,8 @@ class TreeReader(Protocol):
 
     def has_directory(self, path: str) -> bool: ...
 
-    def c_files(self, exclude: tuple[str, ...] = ()) -> list[str]:
-        """Every `*.c` file of the tree, relative and sorted, outside the `exclude` prefixes (`tests/`)."""
+    def c_files(self, exclude: tuple[str, ...] = (), suffixes: tuple[str, ...] = (".c",)) -> list[str]:
+        """Every file ending in one of `suffixes` (`*.c`), relative and sorted, outside the `exclude` prefixes."""
         ...
 
     def read(self, path: str) -> bytes | None:
@@ -56,7 +56,7 @@ class DirectoryReader:
     def has_directory(self, path: str) -> bool:
         return (self.root / path).is_dir()
 
-    def c_files(self, exclude: tuple[str, ...] = ()) -> list[str]:
+    def c_files(self, exclude: tuple[str, ...] = (), suffixes: tuple[str, ...] = (".c",)) -> list[str]:
         found: list[str] = []
         root = str(self.root)
         for directory, subdirectories, names in os.walk(root):  # does not follow links to directories
@@ -64,7 +64,7 @@ class DirectoryReader:
             prefix = "" if relative == "." else relative + "/"
             # Excluded directories are not entered at all: roms/ and tests/ are big.
             subdirectories[:] = sorted(d for d in subdirectories if not (prefix + d + "/").startswith(exclude))
-            found.extend(prefix + name for name in names if name.endswith(".c"))
+            found.extend(prefix + name for name in names if name.endswith(suffixes))
         return sorted(found)
 
     def read(self, path: str) -> bytes | None:

@@ -22,7 +22,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import CLexer
 
-from ..audit import AuditResult
+from ..audit import Analysis, AuditResult
 from ..findings import Location
 from ..patch_site import PatchSite, propose
 from ..verdicts import UNCHECKED, VERDICTS, SubsectionReport
@@ -69,7 +69,9 @@ class _Sources:
     """Highlighted excerpts from the files the analysis already read."""
 
     def __init__(self, result: AuditResult) -> None:
-        self.lines = {f.path: f.data.decode("utf-8", "replace").splitlines() for f in result.analysis.tree.files}
+        self.lines = {
+            f.path: f.data.decode("utf-8", "replace").splitlines() for a in result.analyses for f in a.tree.files
+        }
         self.formatter = HtmlFormatter(nowrap=True)
         self.lexer = CLexer(stripnl=False, ensurenl=False)
 
@@ -118,9 +120,9 @@ def _chain(report: SubsectionReport, patch: PatchSite | None) -> list[ChainStep]
     return steps
 
 
-def _subsection_view(result: AuditResult, report: SubsectionReport, sources: _Sources) -> dict[str, Any]:
+def _subsection_view(analysis: Analysis, report: SubsectionReport, sources: _Sources) -> dict[str, Any]:
     d = report.description
-    patch = propose(result.analysis, report) if report.verdict == UNCHECKED else None
+    patch = propose(analysis, report) if report.verdict == UNCHECKED else None
     excerpts: list[Excerpt | None] = [sources.excerpt(Location(d.path, d.line), "description")]
     if report.needed_at:
         excerpts.append(sources.excerpt(Location(*report.needed_at), f"needed(): {d.needed}"))
@@ -141,6 +143,7 @@ def _subsection_view(result: AuditResult, report: SubsectionReport, sources: _So
     flags = sorted({g for c in report.consumers for g in c.capability_guards})
     return {
         "report": report,
+        "unit": analysis.profile.label,
         "anchor": "sub-" + hashlib.sha256(f"{d.path}:{d.symbol}".encode()).hexdigest()[:12],
         "flags": flags,
         "probe_kinds": sorted({p.kind for p in report.required}),
@@ -153,11 +156,10 @@ def _subsection_view(result: AuditResult, report: SubsectionReport, sources: _So
 
 
 def render(result: AuditResult) -> str:
-    analysis = result.analysis
     sources = _Sources(result)
-    views = [_subsection_view(result, r, sources) for r in analysis.subsections]
-    verdict_counts = Counter(r.verdict for r in analysis.subsections)
-    unchecked = [r for r in analysis.subsections if r.verdict == UNCHECKED]
+    views = [_subsection_view(a, r, sources) for a in result.analyses for r in a.subsections]
+    verdict_counts = Counter(r.verdict for r in result.subsections)
+    unchecked = [r for r in result.subsections if r.verdict == UNCHECKED]
     probe_counts = Counter(kind for r in unchecked for kind in {p.kind for p in r.required})
     mitigated = sum(1 for r in unchecked if any(m.machines for m in r.compat))
     environment = _environment()
@@ -166,15 +168,16 @@ def render(result: AuditResult) -> str:
     script = environment.get_template("report.js").render()
     return environment.get_template("report.html.j2").render(
         result=result,
-        tree=analysis.tree,
-        target=analysis.profile.target,
+        tree=result.analysis.tree,
+        targets=sorted({a.profile.target for a in result.analyses}),
+        units=result.unit_counts(),
         verdicts=VERDICTS,
         verdict_counts=verdict_counts,
         probe_counts=sorted(probe_counts.items()),
         compat_counts={"mitigated": mitigated, "not mitigated": len(unchecked) - mitigated},
         views=views,
         findings=result.findings,
-        diagnostics=analysis.diagnostics,
+        diagnostics=result.diagnostics,
         style=Markup(style),
         script=Markup(script),
         style_hash=_csp_hash(style),

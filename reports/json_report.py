@@ -7,8 +7,10 @@ from typing import Any
 
 from ..audit import AuditResult
 from ..findings import Location
+from ..verdicts import VERDICTS, SubsectionReport
 
-SCHEMA_VERSION = 1
+# 2: one entry per unit (target CPU or KVM-backed device) under "units".
+SCHEMA_VERSION = 2
 
 
 def _location(location: Location) -> dict[str, Any]:
@@ -16,44 +18,16 @@ def _location(location: Location) -> dict[str, Any]:
 
 
 def document(result: AuditResult) -> dict[str, Any]:
-    analysis = result.analysis
-    tree = analysis.tree
-    subsections = []
-    for report in analysis.subsections:
-        d = report.description
-        subsections.append(
-            {
-                "symbol": d.symbol,
-                "name": d.name,
-                "file": d.path,
-                "line": d.line,
-                "parent": report.parent.symbol,
-                "ifdef": report.ifdef,
-                "needed": d.needed,
-                "post_load": d.post_load,
-                "fields": list(report.fields),
-                "consumers": [
-                    {
-                        "field": c.field,
-                        "function": c.handoff.function,
-                        "file": c.handoff.path,
-                        "line": c.handoff.line,
-                        "guards": list(c.guards),
-                        "host_capability_guards": list(c.capability_guards),
-                    }
-                    for c in report.consumers
-                ],
-                "post_load_checks": list(report.post_load_checks),
-                "compat_properties": [m.property.name for m in report.compat],
-                "verdict": report.verdict,
-            }
-        )
+    subsections: list[dict[str, Any]] = []
+    for analysis in result.analyses:
+        subsections.extend(_subsection(analysis.profile.label, report) for report in analysis.subsections)
     findings = [
         {
             "rule": f.rule,
             "name": f.name,
             "severity": f.severity,
             "confidence": f.confidence,
+            "unit": f.unit,
             "subsection": f.subsection,
             "message": f.message,
             "location": _location(f.location),
@@ -62,18 +36,58 @@ def document(result: AuditResult) -> dict[str, Any]:
         }
         for f in result.findings
     ]
+    units = [
+        {
+            "unit": analysis.profile.label,
+            "target": analysis.profile.target,
+            "kvm_file": analysis.tree.kvm_layout,
+            "files": sorted(f.path for f in analysis.tree.files),
+            "verdicts": {verdict: verdicts[verdict] for verdict in VERDICTS},
+            "findings": finding_count,
+        }
+        for analysis, (_, verdicts, finding_count) in zip(result.analyses, result.unit_counts(), strict=True)
+    ]
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "vmstate-guard", "version": result.tool_version},
         "tree": {
-            "qemu_version": tree.version,
-            "target": analysis.profile.target,
-            "kvm_file": tree.kvm_layout,
-            "files": sorted(f.path for f in tree.files),
+            "qemu_version": result.analysis.tree.version,
+            "targets": sorted({analysis.profile.target for analysis in result.analyses}),
         },
+        "units": units,
         "subsections": subsections,
         "findings": findings,
-        "diagnostics": [{"file": d.path, "line": d.line, "message": d.message} for d in analysis.diagnostics],
+        "diagnostics": [{"file": d.path, "line": d.line, "message": d.message} for d in result.diagnostics],
+    }
+
+
+def _subsection(unit: str, report: SubsectionReport) -> dict[str, Any]:
+    d = report.description
+    return {
+        "unit": unit,
+        "symbol": d.symbol,
+        "name": d.name,
+        "file": d.path,
+        "line": d.line,
+        "parent": report.parent.symbol,
+        "ifdef": report.ifdef,
+        "needed": d.needed,
+        "post_load": d.post_load,
+        "fields": list(report.fields),
+        "consumers": [
+            {
+                "field": c.field,
+                "function": c.handoff.function,
+                "file": c.handoff.path,
+                "line": c.handoff.line,
+                "guards": list(c.guards),
+                "host_capability_guards": list(c.capability_guards),
+            }
+            for c in report.consumers
+        ],
+        "post_load_checks": list(report.post_load_checks),
+        "compat_properties": [m.property.name for m in report.compat],
+        "verdict": report.verdict,
     }
 
 

@@ -63,7 +63,7 @@ def document(result: AuditResult) -> dict[str, Any]:
             "message": {"text": d.message},
             "locations": [{"physicalLocation": _physical(Location(d.path, d.line))}],
         }
-        for d in result.analysis.diagnostics
+        for d in result.diagnostics
     ]
     return {
         "$schema": SCHEMA,

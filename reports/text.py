@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ..audit import AuditResult
 from ..verdicts import VERDICTS
 
@@ -14,16 +16,19 @@ def render(result: AuditResult) -> str:
         for related in finding.related:
             rel = related.location
             lines.append(f"    {rel.path}:{rel.line}: {related.message}")
-    for diagnostic in result.analysis.diagnostics:
+    diagnostics = result.diagnostics
+    for diagnostic in diagnostics:
         lines.append(f"{diagnostic.path}:{diagnostic.line}: note: {diagnostic.message}")
-    counts = {verdict: 0 for verdict in VERDICTS}
-    for report in result.analysis.subsections:
-        counts[report.verdict] += 1
-    total = len(result.analysis.subsections)
+    counts = Counter(report.verdict for report in result.subsections)
+    total = len(result.subsections)
     for verdict in VERDICTS:
         lines.append(f"{verdict}: {counts[verdict]} of {total} subsections")
+    if len(result.analyses) > 1:
+        for label, verdicts, findings in result.unit_counts():
+            spread = ", ".join(f"{verdicts[v]} {v}" for v in VERDICTS if verdicts[v])
+            lines.append(f"  {label}: {sum(verdicts.values())} subsections ({spread or 'none'}), {findings} findings")
     for reason, count in result.hidden:
         lines.append(f"not reported: {count} finding{'s' if count != 1 else ''} {reason}")
-    if result.analysis.diagnostics:
-        lines.append(f"{len(result.analysis.diagnostics)} notes: regions not understood or files missing")
+    if diagnostics:
+        lines.append(f"{len(diagnostics)} notes: regions not understood or files missing")
     return "\n".join(lines) + "\n"

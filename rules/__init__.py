@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
 from . import (
+    description_unregistered,
     msr_capability_mismatch,
     state_not_migrated,
     subsection_always_sent,
@@ -34,6 +35,7 @@ class Rule:
     severity: str
     confidence: str
     summary: str
+    scope: str
     module: ModuleType
 
     @property
@@ -48,7 +50,7 @@ class Rule:
 
 def _rule(module: ModuleType) -> Rule:
     info = module.INFO
-    return Rule(info.id, info.name, info.severity, info.confidence, info.summary, module)
+    return Rule(info.id, info.name, info.severity, info.confidence, info.summary, info.scope, module)
 
 
 RULES: tuple[Rule, ...] = (
@@ -57,6 +59,7 @@ RULES: tuple[Rule, ...] = (
     _rule(subsection_name_prefix),
     _rule(state_not_migrated),
     _rule(msr_capability_mismatch),
+    _rule(description_unregistered),
 )
 
 

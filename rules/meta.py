@@ -15,6 +15,9 @@ class RuleInfo:
     severity: str  # error, warning, note
     confidence: str  # high, medium, low
     summary: str  # one line for --list-rules
+    # "unit": run on each target's CPU and device analyses; "tree": once, over
+    # every VMStateDescription of the tree.
+    scope: str = "unit"
 
     def finding(
         self,

@@ -46,6 +46,7 @@ INFO = RuleInfo(
     severity="warning",
     confidence="medium",
     summary="subsection without needed() is always sent, so migration to an older QEMU fails",
+    scope="tree",
 )
 
 

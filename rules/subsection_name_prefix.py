@@ -44,6 +44,7 @@ INFO = RuleInfo(
     severity="error",
     confidence="high",
     summary="subsection name does not start with its parent's name, so the loader never reads it",
+    scope="tree",
 )
 
 

@@ -41,6 +41,8 @@ def test_audit_clean_tree_exits_0(tmp_path: Path) -> None:
     for name in ("msr_smi_count", "exception_info", "pdptrs", "xcr0"):
         text = text.replace(f"        &vmstate_{name},\n", "")
     machine.write_text(text)
+    # The four descriptions are now listed nowhere, which VG006 rightly reports.
+    (tree / ".vmstate-guard.toml").write_text('[rules]\ndisable = ["VG006"]\n')
     result = run_cli("audit", str(tree))
     assert result.returncode == 0, result.stdout
     assert "unchecked: 0 of 8 subsections" in result.stdout
@@ -53,6 +55,7 @@ def test_json_document_validates_and_has_exact_keys() -> None:
     jsonschema.validate(document, SCHEMA)
     subsection = next(s for s in document["subsections"] if s["name"] == "cpu/msr_smi_count")
     assert set(subsection) == {
+        "unit",
         "symbol",
         "name",
         "file",
@@ -72,7 +75,14 @@ def test_json_document_validates_and_has_exact_keys() -> None:
     assert subsection["consumers"][0]["host_capability_guards"] == ["has_msr_smi_count"]
     finding = document["findings"][0]
     assert "line" not in finding["fingerprint"]
-    assert document["tree"]["kvm_file"] == "target/i386/kvm/kvm.c"
+    assert document["tree"] == {"qemu_version": "10.0.50", "targets": ["i386"]}
+    (unit,) = document["units"]
+    assert unit["unit"] == "i386"
+    assert unit["kvm_file"] == "target/i386/kvm/kvm.c"
+    # fixtures/qemu-mini/target/i386/machine.c lists 12 subsections; four carry
+    # state put behind has_* flags with no post_load check.
+    assert unit["verdicts"] == {"unchecked": 4, "checked": 3, "unconditional": 4, "not-kvm": 1}
+    assert unit["findings"] == sum(1 for f in document["findings"] if f["unit"] == "i386")
     assert str(REPO) not in result.stdout
 
 
@@ -132,7 +142,7 @@ def test_output_file_is_written(tmp_path: Path) -> None:
     result = run_cli("audit", str(MINI), "--format", "json", "-o", str(out))
     assert result.returncode == 1
     assert result.stdout == ""
-    assert json.loads(out.read_text())["schema_version"] == 1
+    assert json.loads(out.read_text())["schema_version"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["audit.json"]
 
 

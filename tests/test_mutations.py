@@ -131,9 +131,11 @@ class _MemoryTree:
     def has_directory(self, path: str) -> bool:
         return (MINI / path).is_dir()
 
-    def c_files(self, exclude: tuple[str, ...] = ()) -> list[str]:
+    def c_files(self, exclude: tuple[str, ...] = (), suffixes: tuple[str, ...] = (".c",)) -> list[str]:
         return sorted(
-            p for p in (q.relative_to(MINI).as_posix() for q in MINI.rglob("*.c")) if not p.startswith(exclude)
+            p
+            for p in (q.relative_to(MINI).as_posix() for q in MINI.rglob("*") if q.name.endswith(suffixes))
+            if not p.startswith(exclude)
         )
 
     def read(self, path: str) -> bytes | None:

@@ -13,42 +13,54 @@ from .model import FileFacts
 # Below this many files to parse, starting worker processes costs more than it saves.
 PARALLEL_THRESHOLD = 64
 
-Job = tuple[str, bytes, str]  # path, bytes, role
+# path, bytes, role, and the index of the unit profile it is read for; None for
+# the inventory, whose facts (descriptions) no profile changes.
+Job = tuple[str, bytes, str, int | None]
 
 
-_worker_profile: Profile | None = None
+_worker_profiles: list[Profile] = []
 
 
-def _start_worker(profile: Profile) -> None:
-    global _worker_profile
-    _worker_profile = profile  # sent once per worker, not once per file
+def _start_worker(profiles: list[Profile]) -> None:
+    global _worker_profiles
+    _worker_profiles = profiles  # sent once per worker, not once per file
+
+
+def _extract(job: Job, profiles: list[Profile]) -> FileFacts:
+    path, data, role, unit = job
+    return extract_file(path, data, profiles[unit or 0], role)
 
 
 def _extract_in_worker(job: Job) -> FileFacts:
-    path, data, role = job
-    assert _worker_profile is not None
-    return extract_file(path, data, _worker_profile, role)
+    return _extract(job, _worker_profiles)
+
+
+def _cache_label(job: Job, profiles: list[Profile]) -> str:
+    return "" if job[3] is None else profiles[job[3]].label
 
 
 def extract_many(
     jobs: list[Job],
-    profile: Profile,
+    profiles: list[Profile],
     cache: FactsCache | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     workers: int = 1,
 ) -> list[FileFacts]:
     """The facts of each job, in the jobs' order whatever the scheduling."""
-    results: list[FileFacts | None] = [cache.load(path, role, data) if cache else None for path, data, role in jobs]
+    labels = [_cache_label(job, profiles) for job in jobs]
+    results: list[FileFacts | None] = [
+        cache.load(label, job[0], job[2], job[1]) if cache else None for job, label in zip(jobs, labels, strict=True)
+    ]
     missing = [index for index, found in enumerate(results) if found is None]
     if workers > 1 and len(missing) >= PARALLEL_THRESHOLD:
         # Largest files first (kvm.c, cpu.c), so no worker is left with them at the end.
         order = sorted(missing, key=lambda i: -len(jobs[i][1]))
-        with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(profile,)) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(profiles,)) as pool:
             extracted = list(pool.map(_extract_in_worker, [jobs[i] for i in order], chunksize=4))
-        _store(extracted, order, jobs, results, cache, progress)
+        _store(extracted, order, jobs, labels, results, cache, progress)
     else:
-        work = [extract_file(jobs[i][0], jobs[i][1], profile, jobs[i][2]) for i in missing]
-        _store(work, missing, jobs, results, cache, progress)
+        work = [_extract(jobs[i], profiles) for i in missing]
+        _store(work, missing, jobs, labels, results, cache, progress)
     return [facts for facts in results if facts is not None]
 
 
@@ -56,14 +68,15 @@ def _store(
     extracted: list[FileFacts],
     missing: list[int],
     jobs: list[Job],
+    labels: list[str],
     results: list[FileFacts | None],
     cache: FactsCache | None,
     progress: Callable[[str, int, int], None] | None,
 ) -> None:
     for count, (index, facts) in enumerate(zip(missing, extracted, strict=True)):
-        path, data, role = jobs[index]
+        path, data, role, _ = jobs[index]
         if progress is not None:
             progress(path, count, len(missing))
         results[index] = facts
         if cache:
-            cache.store(path, role, data, facts)
+            cache.store(labels[index], path, role, data, facts)

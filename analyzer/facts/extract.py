@@ -10,6 +10,7 @@ from ..syntax import Text, error_nodes, line_of, parse
 from .code import Variable, declarator_name, declared_type, extract_function
 from .model import Diagnostic, FileFacts, Function
 from .properties import extract_compat_arrays, extract_machines, extract_properties
+from .references import scan_references
 from .vmstate import extract_descriptions
 
 
@@ -53,6 +54,9 @@ _FUNCTION_ROLES = {"vmstate", "kvm", "helpers", "accel", "machines"}
 def extract_file(path: str, source: bytes, profile: Profile, role: str | None = None) -> FileFacts:
     """Return the facts of one file; `path` is relative to the tree root, `role` selects
     which extractors run (None: all of them)."""
+    if role == "references":
+        # A header or device file with no description: only the names it mentions.
+        return FileFacts(path=path, references=scan_references(source))
     masked = mask(source)
     tree = parse(only_descriptions(masked.text) if role == "inventory" else masked.text)
     root = tree.root_node
@@ -95,4 +99,5 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
         compat_arrays=tuple(extract_compat_arrays(root, text, path)) if role in (None, "compat") else (),
         machines=tuple(extract_machines(root, text, path, profile)) if role in (None, "machines") else (),
         diagnostics=tuple(sorted({*diagnostics, *description_diagnostics}, key=lambda d: (d.line, d.message))),
+        references=scan_references(source) if role in (None, "vmstate", "inventory") else (),
     )

@@ -156,6 +156,16 @@ class Description:
     fields: tuple[VMStateField, ...] = ()
     subsections: tuple[SubsectionEntry, ...] = ()
     name_is_literal: bool = True  # False for `.name = TYPE_FOO`: the text is a macro, not the name
+    end_line: int = 0  # last line of the initializer: references up to here are the description's own
+
+
+@dataclass(frozen=True)
+class Reference:
+    """An identifier that may name a VMStateDescription, outside comments and strings."""
+
+    name: str
+    line: int
+    kind: str  # "use", "declaration" (`extern const VMStateDescription x;`) or "macro" (in a #define)
 
 
 @dataclass(frozen=True)
@@ -215,3 +225,4 @@ class FileFacts:
     compat_arrays: tuple[CompatArray, ...] = ()
     machines: tuple[MachineDefinition, ...] = ()
     diagnostics: tuple[Diagnostic, ...] = ()
+    references: tuple[Reference, ...] = ()

@@ -121,6 +121,7 @@ def extract_descriptions(
                     subsections=tuple(subsections),
                     name_is_literal=pairs.get("name") is not None
                     and pairs["name"].type in ("string_literal", "concatenated_string"),
+                    end_line=declaration.end_point[0] + 1,
                 )
             )
     return descriptions, diagnostics
