@@ -28,6 +28,11 @@ def _annotations(tree: Path) -> tuple[set[tuple[str, int, str]], set[tuple[str, 
     return expected, forbidden
 
 
+def _target(tree: Path) -> str:
+    """`fixtures/target-arm` is audited with the arm profile; the others are i386 trees."""
+    return tree.name.removeprefix("target-") if tree.name.startswith("target-") else "i386"
+
+
 TREES = sorted(p for p in FIXTURES.iterdir() if (p / "target").is_dir())
 
 
@@ -37,9 +42,22 @@ def test_findings_match_annotations(tree: Path) -> None:
     assert expected, f"{tree.name} has no ruleid annotation"
     names = {rule.name for rule in RULES}
     assert {rule for _, _, rule in expected | forbidden} <= names
-    found = {(f.location.path, f.location.line, f.name) for f in audit(tree).findings}
+    found = {(f.location.path, f.location.line, f.name) for f in audit(tree, _target(tree)).findings}
     missed = sorted(expected - found)
     unexpected = sorted(found - expected)
     assert not missed, "missed: " + ", ".join(f"{p}:{n} {r}" for p, n, r in missed)
     assert not unexpected, "unexpected: " + ", ".join(f"{p}:{n} {r}" for p, n, r in unexpected)
     assert not (found & forbidden)
+
+
+TARGET_TREES = [p for p in TREES if (p / "expected.toml").is_file()]
+
+
+@pytest.mark.parametrize("tree", TARGET_TREES, ids=lambda p: p.name)
+def test_target_fixture_verdicts(tree: Path) -> None:
+    """A target fixture's subsections get exactly the verdicts its expected.toml lists."""
+    import tomllib
+
+    expected = tomllib.loads((tree / "expected.toml").read_text())["verdicts"]
+    result = audit(tree, _target(tree))
+    assert {s.description.name: s.verdict for s in result.analysis.subsections} == expected
