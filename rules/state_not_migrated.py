@@ -48,11 +48,18 @@ INFO = RuleInfo(
 
 def check(analysis: Analysis) -> Iterator[Finding]:
     migrated = [split_path(path) for path in analysis.migrated]
+    # qdev properties (`DEFINE_PROP_UINT32("num-irq", GICState, num_irq, 32)`) are
+    # configuration, set alike on both ends: not state a migration must carry.
+    configured = {
+        f"{analysis.profile.state_types.get(p.struct_type, p.struct_type)}.{p.member}"
+        for ff in analysis.facts
+        for p in ff.properties
+    }
     read_back = {r.state_path: r for r in reversed(analysis.read_backs)}
     reported: set[str] = set()
     for handoff in analysis.handoffs:
         path = handoff.state_path
-        if path in reported or path not in read_back:
+        if path in reported or path not in read_back or path in configured:
             continue
         members = split_path(path)
         if any(overlaps(members, carried) for carried in migrated):

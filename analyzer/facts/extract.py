@@ -95,7 +95,10 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
         path=path,
         descriptions=tuple(descriptions),
         functions=tuple(functions),
-        properties=tuple(extract_properties(root, text, path, profile)) if role in (None, "properties") else (),
+        # A device's common file defines its qdev properties beside its description.
+        properties=tuple(extract_properties(root, text, path, profile))
+        if role in (None, "properties", "vmstate")
+        else (),
         compat_arrays=tuple(extract_compat_arrays(root, text, path)) if role in (None, "compat") else (),
         machines=tuple(extract_machines(root, text, path, profile)) if role in (None, "machines") else (),
         diagnostics=tuple(sorted({*diagnostics, *description_diagnostics}, key=lambda d: (d.line, d.message))),
