@@ -126,11 +126,17 @@ class Capabilities:
         )
 
     def _assignment_probes(self, assignment: Assignment, function: Function) -> frozenset[Probe]:
-        if assignment.target_is_state and not set(assignment.value.calls) & self.profile.allocation_calls:
+        if (
+            assignment.target_is_state
+            and not set(assignment.value.calls) & self.profile.allocation_calls
+            and not self._is_host_state(assignment.target)
+        ):
             # Migrated CPU state is guest state: the get path fills it from KVM
             # under capability checks, which does not make it a capability. The
-            # one exception is a buffer allocated only when the host supports
-            # it (`env->nested_state = g_malloc0(...)`): its presence is one.
+            # exceptions are a buffer allocated only when the host supports
+            # it (`env->nested_state = g_malloc0(...)`): its presence is one;
+            # and members the profile names as rebuilt from host probes on each
+            # end instead of migrated (loongarch's `env->cpucfg[2]` LBT bits).
             return frozenset()
         direct = self.of_expression(assignment.value, function, assignment.line)
         if direct:
@@ -152,6 +158,10 @@ class Capabilities:
             if probes:
                 return probes
         return frozenset()
+
+    def _is_host_state(self, key: str) -> bool:
+        rest = key.removeprefix("field:")
+        return any(rest == f or rest.startswith(f + ".") for f in self.profile.host_state_fields)
 
     def _query_outputs(self, call: Call, function: Function) -> list[tuple[str, Probe]]:
         """Buffers a query ioctl fills in: `kvm_ioctl(s, KVM_GET_MSR_INDEX_LIST, kvm_msr_list)`."""

@@ -35,6 +35,7 @@ class Profile:
     ioctl_calls: frozenset[str]
     query_ioctls: frozenset[str]
     allocation_calls: frozenset[str]
+    host_state_fields: tuple[str, ...]  # CPU state members QEMU derives from host probes
     not_capability_fields: tuple[str, ...]
     not_capability_calls: frozenset[str]
     not_capability_identifiers: frozenset[str]
@@ -136,6 +137,7 @@ def _cpu_profile(data: dict[str, Any]) -> Profile:
         ioctl_calls=frozenset(_strings(probes, "ioctl_calls")),
         query_ioctls=frozenset(_strings(probes, "query_ioctls")),
         allocation_calls=frozenset(_strings(probes, "allocation_calls")),
+        host_state_fields=_strings(probes, "host_state_fields"),
         not_capability_fields=_strings(negative, "fields"),
         not_capability_calls=frozenset(_strings(negative, "calls")),
         not_capability_identifiers=frozenset(_strings(negative, "identifiers")),
