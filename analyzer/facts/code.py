@@ -249,6 +249,10 @@ class FunctionExtractor:
         if consequence is not None and consequence.type == "compound_statement":
             inner = named_children(consequence)
             exit_statement = inner[-1] if inner else None
+        if exit_statement is not None and exit_statement.type == "continue_statement":
+            # `if (!csr_cfg->supported) { continue; }` guards the rest of a loop body.
+            condition = self.condition(statement.child_by_field_name("condition"))
+            return Guard(condition, holds=False, kind="early-return", line=line_of(statement))
         if exit_statement is None or exit_statement.type != "return_statement":
             return None
         condition = self.condition(statement.child_by_field_name("condition"))
