@@ -215,7 +215,8 @@ def _analyse_unit(
     kvm_functions = functions_of("kvm", "helpers", "accel") + lent
     # machine.c is in scope for its post_loads' locals (`len = kvm_max_nested_state_length()`).
     capabilities = Capabilities(functions_of("vmstate", "kvm", "accel") + lent, profile)
-    handoffs, put_calls = find_handoffs(kvm_functions, profile)
+    table_entries = [e for ff in facts if roles[ff.path] == "kvm" for e in ff.table_entries]
+    handoffs, put_calls = find_handoffs(kvm_functions, profile, table_entries)
     read_backs = find_read_backs(kvm_functions, profile)
     msr_puts = find_msr_accesses(kvm_functions, profile, profile.put_entry_points)
     msr_gets = find_msr_accesses(kvm_functions, profile, profile.get_entry_points)

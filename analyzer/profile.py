@@ -19,6 +19,16 @@ class MachineMacro:
 
 
 @dataclass(frozen=True)
+class RegisterTable:
+    """A static table whose entries name a state member by offset, read on the put path by `readers`."""
+
+    entry_macro: str
+    member_argument: int
+    state_path: str
+    readers: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Profile:
     """One *unit* of a target: its CPU, or one KVM-backed device (`unit` names it)."""
 
@@ -50,6 +60,7 @@ class Profile:
     build_guard: str
     assumed_calls: frozenset[str]
     machine_macros: tuple[MachineMacro, ...]
+    register_tables: tuple[RegisterTable, ...] = ()
     unit: str = "cpu"
 
     @property
@@ -152,4 +163,13 @@ def _cpu_profile(data: dict[str, Any]) -> Profile:
         subject_prefix=str(data.get("patch", {}).get("subject_prefix", data["target"])),
         build_guard=str(data.get("patch", {}).get("build_guard", "CONFIG_KVM")),
         machine_macros=tuple(MachineMacro(m["macro"], m["name"], m["options"]) for m in data.get("machine_macros", ())),
+        register_tables=tuple(
+            RegisterTable(
+                str(t["entry_macro"]),
+                int(t["member_argument"]),
+                str(t["state_path"]),
+                frozenset(_strings(t, "readers")),
+            )
+            for t in data.get("register_tables", ())
+        ),
     )

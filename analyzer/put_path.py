@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from .facts.model import Function, Guard
+from .facts.model import Function, Guard, TableEntry
 from .profile import Profile
 
 # A call chain deeper than this is not a put path worth following.
@@ -108,15 +108,38 @@ def _walk(
         stack.extend(reversed(below))
 
 
-def find_handoffs(functions: Iterable[Function], profile: Profile) -> tuple[list[Handoff], list[CallEdge]]:
-    """Return every handoff reachable from the put entry points, and the calls followed."""
+def _table_readers(profile: Profile, entries: Iterable[TableEntry]) -> dict[str, list[tuple[str, TableEntry]]]:
+    """For each reader of a register table, the state paths its entries name."""
+    readers: dict[str, list[tuple[str, TableEntry]]] = {}
+    for table in profile.register_tables:
+        for entry in entries:
+            if entry.macro == table.entry_macro:
+                for reader in table.readers:
+                    readers.setdefault(reader, []).append((f"{table.state_path}.{entry.member}", entry))
+    return readers
+
+
+def find_handoffs(
+    functions: Iterable[Function], profile: Profile, table_entries: Iterable[TableEntry] = ()
+) -> tuple[list[Handoff], list[CallEdge]]:
+    """Return every handoff reachable from the put entry points, and the calls followed.
+
+    A call to a register table's reader (`kvm_cpu_csr_get_u64(cpu, csr_cfg)`
+    reading `env + csr_cfg->offset`) hands over every member the table's
+    entries name, under the guards of that call."""
     by_name = _by_name(functions)
+    readers = _table_readers(profile, table_entries)
     sinks = _sink_parameters(by_name, profile)
     handoffs: set[Handoff] = set()
     edges: set[CallEdge] = set()
     for function, guards, chain in _walk(by_name, profile.put_entry_points):
         for call in function.calls:
             call_guards = (*guards, *call.guards)
+            for state_path, entry in readers.get(call.callee, ()):
+                how = f"read by {call.callee}() from {entry.table}[] ({entry.path}:{entry.line})"
+                handoffs.add(
+                    Handoff(state_path, function.name, function.path, call.line, call.column, how, call_guards, chain)
+                )
             if not profile.is_ignored_call(call.callee):
                 for index, argument in enumerate(call.arguments):
                     if not _passes_on(call.callee, index, by_name, sinks):

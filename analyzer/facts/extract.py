@@ -8,7 +8,7 @@ from ..preprocess import mask, only_descriptions
 from ..profile import Profile
 from ..syntax import Text, error_nodes, line_of, parse
 from .code import Variable, declarator_name, declared_type, extract_function
-from .model import Diagnostic, FileFacts, Function
+from .model import Diagnostic, FileFacts, Function, TableEntry
 from .properties import extract_compat_arrays, extract_machines, extract_properties
 from .references import scan_references
 from .vmstate import extract_descriptions
@@ -30,6 +30,34 @@ def _file_scope(root: Node, text: Text, path: str) -> dict[str, Variable]:
                 key = f"var:{path}:{name}" if static else f"var:{name}"
                 scope[name] = Variable(key, type_name)
     return scope
+
+
+def _table_entries(root: Node, text: Text, path: str, profile: Profile) -> list[TableEntry]:
+    """Entries of the profile's register tables in file-scope initializers."""
+    wanted = {t.entry_macro: t.member_argument for t in profile.register_tables}
+    if not wanted:
+        return []
+    found: list[TableEntry] = []
+    for declaration in root.named_children:
+        if declaration.type != "declaration":
+            continue
+        table = next((declarator_name(d) for d in declaration.children_by_field_name("declarator")), None) or ""
+        stack = list(declaration.named_children)
+        while stack:
+            node = stack.pop()
+            if node.type == "call_expression":
+                function = node.child_by_field_name("function")
+                arguments = node.child_by_field_name("arguments")
+                macro = text.compact(function) if function is not None else ""
+                if macro in wanted and arguments is not None:
+                    values = arguments.named_children
+                    index = wanted[macro]
+                    if index < len(values):
+                        member = text.compact(values[index])
+                        found.append(TableEntry(macro, member, table, path, line_of(node)))
+                    continue
+            stack.extend(node.named_children)
+    return sorted(found, key=lambda e: (e.line, e.member))
 
 
 def _enclosing_symbol(node: Node, text: Text) -> str:
@@ -101,6 +129,7 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
         else (),
         compat_arrays=tuple(extract_compat_arrays(root, text, path)) if role in (None, "compat") else (),
         machines=tuple(extract_machines(root, text, path, profile)) if role in (None, "machines") else (),
+        table_entries=tuple(_table_entries(root, text, path, profile)) if role in (None, "kvm") else (),
         diagnostics=tuple(sorted({*diagnostics, *description_diagnostics}, key=lambda d: (d.line, d.message))),
         references=scan_references(source) if role in (None, "vmstate", "inventory") else (),
     )

@@ -217,6 +217,17 @@ class Diagnostic:
 
 
 @dataclass(frozen=True)
+class TableEntry:
+    """One entry of a register table: `KVM_CSR_CFG("senvcfg", senvcfg, RISCV_CSR_REG(senvcfg))`."""
+
+    macro: str
+    member: str  # the state member the entry names, e.g. senvcfg
+    table: str  # the array it initialises, e.g. kvm_csr_cfgs
+    path: str
+    line: int
+
+
+@dataclass(frozen=True)
 class FileFacts:
     path: str
     descriptions: tuple[Description, ...] = ()
@@ -224,5 +235,6 @@ class FileFacts:
     properties: tuple[PropertyDefinition, ...] = ()
     compat_arrays: tuple[CompatArray, ...] = ()
     machines: tuple[MachineDefinition, ...] = ()
+    table_entries: tuple[TableEntry, ...] = ()
     diagnostics: tuple[Diagnostic, ...] = ()
     references: tuple[Reference, ...] = ()
