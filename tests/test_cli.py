@@ -294,3 +294,41 @@ def test_unknown_target_lists_the_available_ones() -> None:
     assert result.returncode == 2
     assert "argument --target: invalid choice: 'sparc'" in result.stderr
     assert "i386" in result.stderr.splitlines()[-1]
+
+
+def _two_target_tree(tmp_path: Path) -> Path:
+    """qemu-mini (i386) and target-arm merged into one tree."""
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    shutil.copytree(MINI.parent / "target-arm", tree, dirs_exist_ok=True)
+    return tree
+
+
+def test_audit_covers_every_target_the_tree_has(tmp_path: Path) -> None:
+    tree = _two_target_tree(tmp_path)
+    result = run_cli("audit", str(tree), "--format", "json")
+    document = json.loads(result.stdout)
+    jsonschema.validate(document, SCHEMA)
+    assert document["tree"]["targets"] == ["arm", "i386"]
+    assert [u["unit"] for u in document["units"]] == ["arm", "i386"]
+    # target-arm/expected.toml: one unchecked subsection (cpu/serror); qemu-mini: four.
+    assert {u["unit"]: u["verdicts"]["unchecked"] for u in document["units"]} == {"arm": 1, "i386": 4}
+    serror = next(f for f in document["findings"] if f["subsection"] == "cpu/serror")
+    assert serror["unit"] == "arm"
+    text = run_cli("audit", str(tree)).stdout
+    assert "  arm: 4 subsections (1 unchecked, 1 checked, 1 unconditional, 1 not-kvm), 1 findings" in text
+
+
+def test_target_narrows_and_repeats(tmp_path: Path) -> None:
+    tree = _two_target_tree(tmp_path)
+    only_arm = json.loads(run_cli("audit", str(tree), "--format", "json", "--target", "arm").stdout)
+    assert [u["unit"] for u in only_arm["units"]] == ["arm"]
+    both = json.loads(
+        run_cli(
+            "audit", str(tree), "--format", "json", "--target", "i386", "--target", "arm", "--target", "i386"
+        ).stdout
+    )
+    assert [u["unit"] for u in both["units"]] == ["i386", "arm"]
+    missing = run_cli("audit", str(MINI), "--target", "arm")
+    assert missing.returncode == 2
+    assert "not a QEMU tree with arm KVM support (missing target/arm/machine.c)" in missing.stderr

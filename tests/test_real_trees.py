@@ -300,3 +300,52 @@ def test_msr_capabilities_agree(major: str) -> None:
     result = _audit(major)
     assert len({a.msr for a in result.analysis.msr_puts}) > 40
     assert [f for f in result.findings if f.rule == "VG005"] == []
+
+
+AIA = ["riscv/riscv_aplic", "riscv/riscv_imsic"]
+
+
+# The units the default audit covers: every target profile whose CPU and KVM
+# files the release has (riscv KVM arrived in 7.0, loongarch KVM in 8.2), with
+# the KVM-backed devices of each that the release has.
+@pytest.mark.parametrize(
+    ("major", "units"),
+    [
+        ("5", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", "i386"]),
+        ("7", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", "i386", "riscv"]),
+        # riscv_aplic and riscv_imsic: the in-kernel AIA, configured but never given state.
+        ("10", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", "i386", "loongarch", "riscv", *AIA]),
+    ],
+)
+def test_default_audit_covers_every_target(major: str, units: list[str]) -> None:
+    assert [a.profile.label for a in _audit_all(major).analyses] == units
+
+
+# Unchecked subsections outside x86, each read in the target's machine.c and
+# KVM code (10.0):
+# - arm cpu/serror: env.serror.* put in kvm_put_vcpu_events only if
+#   kvm_has_vcpu_events() (KVM_CAP_VCPU_EVENTS), has_esr/esr also only if
+#   cap_has_inject_serror_esr; no post_load checks either (same in 5.2, 7.2).
+# - loongarch cpu/lbt: kvm_loongarch_put_lbt returns early unless cpucfg[2]
+#   has LBT_ALL, bits the destination derives from KVM_HAS_DEVICE_ATTR probes.
+# - riscv cpu/vector and cpu/envcfg: put only if the register list
+#   (KVM_GET_REG_LIST) reported vlenb / senvcfg.
+def test_unchecked_subsections_of_other_targets_10() -> None:
+    found = sorted((f.unit, f.subsection) for f in _audit_all("10").findings if f.rule == "VG001" and f.unit != "i386")
+    assert found == [
+        ("arm", "cpu/serror"),
+        ("loongarch", "cpu/lbt"),
+        ("riscv", "cpu/envcfg"),
+        ("riscv", "cpu/vector"),
+    ]
+
+
+# The GICv3's SRE_EL1 is written by kvm_arm_gicv3_put for every CPU with no
+# capability guard (arm_gicv3_kvm.c); its other subsections describe state the
+# KVM GIC never has (virtualization, NMI), which realize refuses with KVM.
+@pytest.mark.parametrize("major", VERSIONS)
+def test_gicv3_device_verdicts(major: str) -> None:
+    (gicv3,) = [a for a in _audit_all(major).analyses if a.profile.label == "arm/gicv3"]
+    verdicts = {r.description.name: r.verdict for r in gicv3.subsections}
+    assert verdicts.pop("arm_gicv3_cpu/sre_el1") == "unconditional"
+    assert set(verdicts.values()) <= {"not-kvm"}

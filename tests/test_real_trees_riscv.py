@@ -15,12 +15,12 @@ from support import real_tree
 
 @cache
 def _audit(major: str) -> AuditResult:
-    return audit(real_tree(major), target="riscv")
+    return audit(real_tree(major), "riscv")
 
 
 def test_qemu_5_has_no_riscv_kvm() -> None:
     with pytest.raises(InputError, match="riscv KVM support"):
-        audit(real_tree("5"), target="riscv")
+        audit(real_tree("5"), "riscv")
 
 
 @pytest.mark.parametrize(
