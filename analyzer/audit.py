@@ -71,15 +71,17 @@ class AuditResult:
 
     @property
     def skipped(self) -> tuple[tuple[str, str], ...]:
-        return tuple(sorted({entry for analysis in self.analyses for entry in analysis.tree.skipped}))
+        return skipped_files(self.analyses)
 
-    def unit_counts(self) -> list[tuple[str, Counter[str], int]]:
-        """(unit label, subsections per verdict, findings) for each unit analysed."""
+    def unit_counts(self) -> list[tuple[Analysis, Counter[str], int]]:
+        """(unit, subsections per verdict, findings) for each unit analysed."""
         findings = Counter(f.unit for f in self.findings)
-        return [
-            (a.profile.label, Counter(r.verdict for r in a.subsections), findings[a.profile.label])
-            for a in self.analyses
-        ]
+        return [(a, Counter(r.verdict for r in a.subsections), findings[a.profile.label]) for a in self.analyses]
+
+
+def skipped_files(analyses: Sequence[Analysis]) -> tuple[tuple[str, str], ...]:
+    """(path, why) of every file some unit found unusable, once each."""
+    return tuple(sorted({entry for analysis in analyses for entry in analysis.tree.skipped}))
 
 
 def present_targets(reader: TreeReader) -> list[str]:
@@ -160,13 +162,13 @@ def analyse_units(
         (inventory_facts if unit is None else unit_facts[unit]).append(file_facts)
     own = {f.path: f.descriptions for facts in unit_facts for f in facts if f.descriptions}
     inventory, inventory_diagnostics = collect_descriptions(inventory_files, inventory_facts, own)
-    references = {ff.path: ff.references for ff in [*all_facts] if ff.references}
+    references = {ff.path: ff.references for ff in all_facts if ff.references}
     analyses: list[Analysis] = []
     lent: list[Function] = []
     for (profile, tree), facts in zip(units, unit_facts, strict=True):
         if profile.unit == "cpu":
             # A device's KVM code calls its target's predicates (kvm_has_adjust_clock_stable()).
-            lent = [fn for ff in facts if _role(tree, ff.path) in ("kvm", "helpers", "accel") for fn in ff.functions]
+            lent = _functions_in(tree, facts, "kvm", "helpers", "accel")
         analyses.append(_analyse_unit(profile, tree, facts, [] if profile.unit == "cpu" else lent, inventory))
     first = analyses[0]
     analyses[0] = replace(
@@ -192,8 +194,14 @@ def analyse(
     return analyse_units(root, (target,), progress, config, cache, jobs)[0]
 
 
-def _role(tree: QemuTree, path: str) -> str:
-    return next((f.role for f in tree.files if f.path == path), "")
+def _facts_in(tree: QemuTree, facts: list[FileFacts], *roles: str) -> list[FileFacts]:
+    """The facts of the unit's files that have one of `roles`; `facts` follow `tree.files`,
+    so a file read in two roles counts in each."""
+    return [ff for source, ff in zip(tree.files, facts, strict=True) if source.role in roles]
+
+
+def _functions_in(tree: QemuTree, facts: list[FileFacts], *roles: str) -> list[Function]:
+    return [fn for ff in _facts_in(tree, facts, *roles) for fn in ff.functions]
 
 
 def _diagnostic_order(diagnostic: Diagnostic) -> tuple[str, int, str]:
@@ -207,31 +215,28 @@ def _analyse_unit(
     lent: list[Function],
     inventory: tuple[Description, ...],
 ) -> Analysis:
-    roles = {f.path: f.role for f in tree.files}
-
-    def functions_of(*wanted: str) -> list[Function]:
-        return [fn for ff in facts if roles[ff.path] in wanted for fn in ff.functions]
+    def functions_of(*roles: str) -> list[Function]:
+        return _functions_in(tree, facts, *roles)
 
     kvm_functions = functions_of("kvm", "helpers", "accel") + lent
     # machine.c is in scope for its post_loads' locals (`len = kvm_max_nested_state_length()`).
     capabilities = Capabilities(functions_of("vmstate", "kvm", "accel") + lent, profile)
-    table_entries = [e for ff in facts if roles[ff.path] == "kvm" for e in ff.table_entries]
+    table_entries = [e for ff in _facts_in(tree, facts, "kvm") for e in ff.table_entries]
     handoffs, put_calls = find_handoffs(kvm_functions, profile, table_entries)
     read_backs = find_read_backs(kvm_functions, profile)
     msr_puts = find_msr_accesses(kvm_functions, profile, profile.put_entry_points)
     msr_gets = find_msr_accesses(kvm_functions, profile, profile.get_entry_points)
     compat = CompatIndex(
-        properties=[p for ff in facts if roles[ff.path] == "properties" for p in ff.properties],
+        properties=[p for ff in _facts_in(tree, facts, "properties") for p in ff.properties],
         arrays=[a for ff in facts for a in ff.compat_arrays],
         machines=[m for ff in facts for m in ff.machines],
         functions=functions_of("machines"),
         profile=profile,
     )
     descriptions: dict[str, Description] = {}
-    for ff in facts:
-        if roles[ff.path] == "vmstate":
-            for description in ff.descriptions:
-                descriptions.setdefault(description.symbol, description)
+    for ff in _facts_in(tree, facts, "vmstate"):
+        for description in ff.descriptions:
+            descriptions.setdefault(description.symbol, description)
     assessor = Assessor(
         descriptions,
         handoffs,

@@ -335,14 +335,14 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "fix":
         return _write_patches(args)
     if args.command == "graph":
-        from .audit import analyse_units
+        from .audit import analyse_units, skipped_files
         from .graph import build_graph
         from .reports import graph_export
 
         progress = _progress(not args.quiet)
         analyses = analyse_units(args.tree, args.target, progress, cache=_facts_cache(args), jobs=args.jobs)
         progress.done()
-        _warn_skipped(sorted({entry for analysis in analyses for entry in analysis.tree.skipped}))
+        _warn_skipped(skipped_files(analyses))
         _write(graph_export.render(build_graph(analyses), args.format), args.output)
         return EXIT_CLEAN
     parser.print_help(sys.stderr)

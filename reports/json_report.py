@@ -45,7 +45,7 @@ def document(result: AuditResult) -> dict[str, Any]:
             "verdicts": {verdict: verdicts[verdict] for verdict in VERDICTS},
             "findings": finding_count,
         }
-        for analysis, (_, verdicts, finding_count) in zip(result.analyses, result.unit_counts(), strict=True)
+        for analysis, verdicts, finding_count in result.unit_counts()
     ]
     return {
         "schema_version": SCHEMA_VERSION,

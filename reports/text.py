@@ -24,8 +24,9 @@ def render(result: AuditResult) -> str:
     for verdict in VERDICTS:
         lines.append(f"{verdict}: {counts[verdict]} of {total} subsections")
     if len(result.analyses) > 1:
-        for label, verdicts, findings in result.unit_counts():
+        for analysis, verdicts, findings in result.unit_counts():
             spread = ", ".join(f"{verdicts[v]} {v}" for v in VERDICTS if verdicts[v])
+            label = analysis.profile.label
             lines.append(f"  {label}: {sum(verdicts.values())} subsections ({spread or 'none'}), {findings} findings")
     for reason, count in result.hidden:
         lines.append(f"not reported: {count} finding{'s' if count != 1 else ''} {reason}")

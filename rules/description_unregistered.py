@@ -82,11 +82,11 @@ class _Reachability:
             spans.setdefault(description.path, []).append(description)
         for path, references in analysis.references:
             for reference in references:
-                targets = self._resolve(path, reference.name)
                 if reference.kind == "declaration":
-                    if not path.endswith(".c") or (path, reference.name) not in self.by_key:
+                    if (path, reference.name) not in self.by_key:  # not the definition itself
                         self.declarations.setdefault(reference.name, []).append(Location(path, reference.line))
                     continue
+                targets = self._resolve(path, reference.name)
                 owner = None
                 if reference.kind == "use":
                     owner = next((d for d in spans.get(path, ()) if d.line <= reference.line <= d.end_line), None)
