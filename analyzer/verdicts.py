@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -21,6 +22,9 @@ VERDICTS = (UNCHECKED, CHECKED, UNCONDITIONAL, NOT_KVM)
 # Above this many distinct capability conditions on one field we stop
 # enumerating truth tables and call the field conditional.
 _MAX_ATOMS = 12
+# `VMSTATE_INT32_EQUAL(env.nb_tlb, ...)`: the loader compares the value with the
+# destination's own and fails on a mismatch, so nothing of it can be dropped.
+_EQUAL_FIELD = re.compile(r"_EQUAL(_V)?$")
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,8 @@ class Assessor:
         guarded: list[str] = []
         required: set[Probe] = set()
         for field in description.fields:
+            if _EQUAL_FIELD.search(field.macro):
+                continue
             absolute = base + split_path(field.path)
             sites = [h for h, path in self.handoffs if overlaps(absolute, path)]
             for site in sites:
