@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from importlib import resources
 from typing import Any
@@ -62,6 +62,9 @@ class Profile:
     machine_macros: tuple[MachineMacro, ...]
     register_tables: tuple[RegisterTable, ...] = ()
     unit: str = "cpu"
+    # Calls that return a pointer into the CPU state (`cpu_fpr_ptr(env, i)` ->
+    # "env.vsr"), relative to cpu_type.
+    accessors: dict[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -172,4 +175,5 @@ def _cpu_profile(data: dict[str, Any]) -> Profile:
             )
             for t in data.get("register_tables", ())
         ),
+        accessors={str(k): str(v) for k, v in handoff.get("accessors", {}).items()},
     )

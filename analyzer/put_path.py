@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from .facts.model import Function, Guard, TableEntry
+from .facts.model import Assignment, Expression, Function, Guard, TableEntry
 from .profile import Profile
 
 # A call chain deeper than this is not a put path worth following.
@@ -119,6 +119,45 @@ def _table_readers(profile: Profile, entries: Iterable[TableEntry]) -> dict[str,
     return readers
 
 
+class _LocalCopies:
+    """Locals holding a copy of CPU state (`uint64_t fpscr = env->fpscr;`,
+    `vsr[0] = *fpr;`, and copies of those), judged at the line that uses them:
+    the assignments above it, back to the last one that overwrites the whole
+    local whenever the use runs (`gpa = env->xen_vcpu_info_gpa;` ...
+    `gpa = env->xen_vcpu_time_info_gpa;`; an overwrite under `if` only adds)."""
+
+    def __init__(self, function: Function, profile: Profile) -> None:
+        self.profile = profile
+        self.assignments: dict[str, list[Assignment]] = {}
+        for assignment in function.assignments:
+            if assignment.target.startswith("local:"):
+                self.assignments.setdefault(assignment.target, []).append(assignment)
+        for found in self.assignments.values():
+            found.sort(key=lambda a: a.line)
+
+    def at(self, key: str, line: int, guards: tuple[Guard, ...], seen: frozenset[str] = frozenset()) -> set[str]:
+        """State paths local `key` may hold when read at `line` under `guards`."""
+        if key in seen or key not in self.assignments:
+            return set()
+        above = [a for a in self.assignments[key] if a.line < line]
+        name = key.rsplit(":", 1)[-1]
+        whole = [i for i, a in enumerate(above) if a.target_text == name and set(a.guards) <= set(guards)]
+        found: set[str] = set()
+        for assignment in above[whole[-1] if whole else 0 :]:
+            found.update(f for f in assignment.value.fields if _is_member(f, self.profile))
+            for subject in assignment.value.subjects:
+                found |= self.at(subject, assignment.line, assignment.guards, seen | {key})
+        return found
+
+    def carried(self, expression: Expression, line: int, guards: tuple[Guard, ...]) -> list[str]:
+        """State paths an expression at `line` carries: its own members, then the locals' copies."""
+        found = list(expression.fields)
+        for subject in expression.subjects:
+            if subject.startswith("local:"):
+                found.extend(sorted(self.at(subject, line, guards)))
+        return found
+
+
 def find_handoffs(
     functions: Iterable[Function], profile: Profile, table_entries: Iterable[TableEntry] = ()
 ) -> tuple[list[Handoff], list[CallEdge]]:
@@ -133,6 +172,7 @@ def find_handoffs(
     handoffs: set[Handoff] = set()
     edges: set[CallEdge] = set()
     for function, guards, chain in _walk(by_name, profile.put_entry_points):
+        copies = _LocalCopies(function, profile)
         for call in function.calls:
             call_guards = (*guards, *call.guards)
             for state_path, entry in readers.get(call.callee, ()):
@@ -144,7 +184,7 @@ def find_handoffs(
                 for index, argument in enumerate(call.arguments):
                     if not _passes_on(call.callee, index, by_name, sinks):
                         continue  # a helper of ours that does not pass this argument on
-                    for state_path in argument.fields:
+                    for state_path in copies.carried(argument, call.line, call.guards):
                         if _is_member(state_path, profile):
                             how = f"passed to {call.callee}()"
                             handoffs.add(
@@ -165,7 +205,7 @@ def find_handoffs(
         for assignment in function.assignments:
             if assignment.target_is_state or assignment.target.startswith("local:"):
                 continue
-            for state_path in assignment.value.fields:
+            for state_path in copies.carried(assignment.value, assignment.line, assignment.guards):
                 if _is_member(state_path, profile):
                     how = f"copied into {assignment.target_text}"
                     handoffs.add(

@@ -112,6 +112,9 @@ class FunctionExtractor:
             elif kind == "call_expression":
                 # `env->xmm_regs[i].ZMM_Q(2)`: an accessor macro on a member.
                 function = current.child_by_field_name("function")
+                accessor = self._accessor(function)
+                if accessor is not None:
+                    return None, ".".join([accessor, *reversed(chain)])
                 if function is None or function.type != "field_expression":
                     return None, None
                 current = function
@@ -134,6 +137,13 @@ class FunctionExtractor:
             else:
                 return None, None
         return None, None
+
+    def _accessor(self, function: Node | None) -> str | None:
+        """The state path a profile accessor call returns (`cpu_fpr_ptr(env, i)`)."""
+        if function is None or function.type != "identifier":
+            return None
+        path = self.profile.accessors.get(self.text.compact(function))
+        return f"{self.profile.cpu_type}.{path}" if path else None
 
     def expression(self, node: Node | None) -> Expression:
         """Summarise what an expression reads."""
@@ -166,6 +176,9 @@ class FunctionExtractor:
                     name = self.text.compact(function)
                     calls.append(name)
                     subjects.add(f"call:{name}")
+                    accessor = self._accessor(function)
+                    if accessor is not None:
+                        fields.add(accessor)
                     arguments = current.child_by_field_name("arguments")
                     if arguments is not None:
                         stack.extend(arguments.named_children)
