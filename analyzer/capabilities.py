@@ -110,6 +110,13 @@ class Capabilities:
             found.extend(
                 Probe(c, "ioctl", path, line, name) for c in expression.constants if c in self.profile.query_ioctls
             )
+        # A member the kernel fills in (s390 `cs->kvm_run->kvm_valid_regs`) is host data where it is read.
+        for field in expression.fields:
+            found.extend(
+                Probe(h, "kvm-run", path, line or function.line, name)
+                for h in self.profile.host_fields
+                if field == h or field.endswith("." + h) or field.startswith(h + ".") or ("." + h + ".") in field
+            )
         return found
 
     def _guard_probes(self, guard: Guard, function: Function) -> frozenset[Probe]:

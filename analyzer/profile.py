@@ -46,6 +46,7 @@ class Profile:
     query_ioctls: frozenset[str]
     allocation_calls: frozenset[str]
     host_state_fields: tuple[str, ...]  # CPU state members QEMU derives from host probes
+    host_fields: tuple[str, ...]  # members the kernel fills in: `kvm_run.kvm_valid_regs`
     not_capability_fields: tuple[str, ...]
     not_capability_calls: frozenset[str]
     not_capability_identifiers: frozenset[str]
@@ -152,6 +153,7 @@ def _cpu_profile(data: dict[str, Any]) -> Profile:
         query_ioctls=frozenset(_strings(probes, "query_ioctls")),
         allocation_calls=frozenset(_strings(probes, "allocation_calls")),
         host_state_fields=_strings(probes, "host_state_fields"),
+        host_fields=_strings(probes, "host_fields"),
         not_capability_fields=_strings(negative, "fields"),
         not_capability_calls=frozenset(_strings(negative, "calls")),
         not_capability_identifiers=frozenset(_strings(negative, "identifiers")),
