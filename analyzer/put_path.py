@@ -130,7 +130,9 @@ class _LocalCopies:
         self.profile = profile
         self.assignments: dict[str, list[Assignment]] = {}
         for assignment in function.assignments:
-            if assignment.target.startswith("local:"):
+            # `c = &s->cpu[i]` makes an alias, not a copy: the extractor already
+            # resolves `c->member` to the member it names.
+            if assignment.target.startswith("local:") and not assignment.value.text.startswith("&"):
                 self.assignments.setdefault(assignment.target, []).append(assignment)
         for found in self.assignments.values():
             found.sort(key=lambda a: a.line)
