@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from .compat import CompatIndex
 from .config import Config
 from .errors import InputError
 from .facts.batch import Job, extract_many
-from .facts.model import Description, Diagnostic, FileFacts, Function, Reference
+from .facts.model import Codec, Description, Diagnostic, FileFacts, Function, Reference
 from .findings import Finding, sorted_findings
 from .inventory import collect_descriptions, description_files
 from .profile import Profile, available_targets, load_profile, load_units
@@ -237,6 +237,8 @@ def _analyse_unit(
     for ff in _facts_in(tree, facts, "vmstate"):
         for description in ff.descriptions:
             descriptions.setdefault(description.symbol, description)
+    codecs = {c.symbol: c for ff in _facts_in(tree, facts, "vmstate") for c in ff.codecs}
+    codec_state = _codec_state(descriptions, codecs, functions_of("vmstate"))
     assessor = Assessor(
         descriptions,
         handoffs,
@@ -245,10 +247,22 @@ def _analyse_unit(
         compat,
         profile.failure_calls,
         profile.assumed_calls,
+        codec_state,
     )
     subsections = sorted(assessor.assess_all(), key=lambda r: (r.description.path, r.description.line))
-    migrated = _migrated_paths(descriptions, assessor, functions_of("vmstate"))
+    migrated = _migrated_paths(descriptions, assessor, functions_of("vmstate"), codec_state)
     diagnostics = [d for ff in facts for d in ff.diagnostics]
+    diagnostics.extend(
+        Diagnostic(
+            d.path,
+            f.line,
+            f"{d.symbol}: hand-written field {f.path} (.info = &{f.codec}): its get function writes "
+            "no state seen here, so what it carries is not traced",
+        )
+        for d in descriptions.values()
+        for f in d.fields
+        if f.codec and not codec_state.get(f.codec)
+    )
     for path in tree.missing:
         diagnostics.append(Diagnostic(path, 0, "not in this tree; the facts it would give are missing"))
     for path, why in tree.skipped:
@@ -270,23 +284,57 @@ def _analyse_unit(
     )
 
 
-def _migrated_paths(descriptions: dict[str, Description], assessor: Assessor, functions: list[Function]) -> list[str]:
-    """Member paths the CPU descriptions carry (X86CPU.env.pat), with those their
-    pre_save/post_load derive from carried ones (env.fpstt from env.fpus_vmstate)."""
-    carried = {
-        ".".join([*assessor.base(symbol), *split_path(f.path)]) for symbol, d in descriptions.items() for f in d.fields
-    }
-    callbacks = {c for d in descriptions.values() for c in (d.pre_save, d.post_load) if c}
+def _reachable(roots: Iterable[str], functions: list[Function]) -> list[Function]:
+    """The functions `roots` name and those they call, among `functions`."""
     by_name = {f.name: f for f in functions}
-    reachable: set[str] = set()
-    stack = sorted(callbacks)
+    reached: dict[str, Function] = {}
+    stack = sorted(roots)
     while stack:
         name = stack.pop()
-        if name in reachable or name not in by_name:
+        if name in reached or name not in by_name:
             continue
-        reachable.add(name)
+        reached[name] = by_name[name]
         stack.extend(call.callee for call in by_name[name].calls)
-    assignments = [a for name in sorted(reachable) for a in by_name[name].assignments if a.target_is_state]
+    return [reached[name] for name in sorted(reached)]
+
+
+def _codec_state(
+    descriptions: dict[str, Description], codecs: dict[str, Codec], functions: list[Function]
+) -> dict[str, tuple[str, ...]]:
+    """For each VMStateInfo a hand-written field uses, the state its get function
+    writes (`get_power()`: `cpu->power_state = ...` -> ARMCPU.power_state)."""
+    used = {f.codec for d in descriptions.values() for f in d.fields if f.codec}
+    state: dict[str, tuple[str, ...]] = {}
+    for symbol in sorted(used & codecs.keys()):
+        get = codecs[symbol].get
+        written = {
+            a.target.removeprefix("field:")
+            for f in _reachable([get] if get else [], functions)
+            for a in f.assignments
+            if a.target_is_state
+        }
+        state[symbol] = tuple(sorted(written))
+    return state
+
+
+def _migrated_paths(
+    descriptions: dict[str, Description],
+    assessor: Assessor,
+    functions: list[Function],
+    codec_state: dict[str, tuple[str, ...]],
+) -> list[str]:
+    """Member paths the CPU descriptions carry (X86CPU.env.pat), with those their
+    pre_save/post_load derive from carried ones (env.fpstt from env.fpus_vmstate)
+    and those hand-written fields' get functions write."""
+    carried = {
+        ".".join([*assessor.base(symbol), *split_path(f.path)])
+        for symbol, d in descriptions.items()
+        for f in d.fields
+        if not f.codec
+    }
+    carried.update(path for paths in codec_state.values() for path in paths)
+    callbacks = {c for d in descriptions.values() for c in (d.pre_save, d.post_load) if c}
+    assignments = [a for f in _reachable(callbacks, functions) for a in f.assignments if a.target_is_state]
 
     def is_carried(path: str) -> bool:
         return any(overlaps(split_path(path), split_path(c)) for c in carried)

@@ -99,6 +99,7 @@ class Assessor:
         compat: CompatIndex,
         failure_calls: frozenset[str] = frozenset(),
         assumed_calls: frozenset[str] = frozenset(),
+        codec_state: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.descriptions = descriptions
         self.handoffs = [(h, split_path(h.state_path)) for h in handoffs]
@@ -109,6 +110,8 @@ class Assessor:
         self.compat = compat
         self.failure_calls = failure_calls
         self.assumed_calls = assumed_calls
+        # VMStateInfo symbol -> the absolute state paths its get function writes.
+        self.codec_state = codec_state or {}
         # Subsection symbol -> the description listing it, and the #if around the entry.
         self.listed_in: dict[str, tuple[Description, str | None]] = {}
         # Symbol -> the description containing it and the member path from that
@@ -171,8 +174,11 @@ class Assessor:
         for field in description.fields:
             if _EQUAL_FIELD.search(field.macro):
                 continue
-            absolute = base + split_path(field.path)
-            sites = [h for h, path in self.handoffs if overlaps(absolute, path)]
+            if field.codec:
+                carried = [split_path(p) for p in self.codec_state.get(field.codec, ())]
+            else:
+                carried = [base + split_path(field.path)]
+            sites = [h for h, path in self.handoffs if any(overlaps(a, path) for a in carried)]
             for site in sites:
                 consumers.append(self._consumer(field.path, site))
             if sites and not self._always_delivered([s.guards for s in sites]):

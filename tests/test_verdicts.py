@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from analyzer.audit import AuditResult, audit
+from analyzer.facts.extract import extract_file
+from analyzer.profile import load_profile
 from analyzer.verdicts import SubsectionReport
-from support import MINI, OLD_LAYOUT
+from support import FIXTURES, MINI, OLD_LAYOUT
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +182,47 @@ def test_long_field_lists_are_shortened_in_messages() -> None:
     assert _some(tuple(f"env.vregs[{i}][0]" for i in range(16))) == (
         "env.vregs[0][0], env.vregs[1][0], env.vregs[2][0] and 13 more"
     )
+
+
+def test_hand_written_field_carries_what_its_get_function_writes(tmp_path: Path) -> None:
+    # `{ .name = "serror", .info = &vmstate_serror_codec, .offset = 0 }`: the field
+    # spans the whole ARMCPU; what it carries is what get_serror() writes.
+    tree = tmp_path / "qemu"
+    shutil.copytree(FIXTURES / "target-arm", tree)
+    machine = tree / "target/arm/machine.c"
+    text = machine.read_text()
+    fields = (
+        "        VMSTATE_UINT8(env.serror.pending, ARMCPU),\n"
+        "        VMSTATE_UINT8(env.serror.has_esr, ARMCPU),\n"
+        "        VMSTATE_UINT64(env.serror.esr, ARMCPU),\n"
+    )
+    assert fields in text
+    codec = (
+        "static int get_serror(QEMUFile *f, void *opaque, size_t size, const VMStateField *field)\n"
+        "{\n    ARMCPU *cpu = opaque;\n\n    cpu->env.serror.pending = qemu_get_byte(f);\n    return 0;\n}\n\n"
+        'static const VMStateInfo vmstate_serror_codec = { .name = "serror", .get = get_serror };\n\n'
+    )
+    text = text.replace("static bool serror_needed", codec + "static bool serror_needed")
+    machine.write_text(
+        text.replace(fields, '        { .name = "serror", .info = &vmstate_serror_codec, .offset = 0 },\n')
+    )
+    report = _report(audit(tree, "arm"), "cpu/serror")
+    assert report.fields == ("serror",)
+    assert report.verdict == "unchecked"
+    assert {c.handoff.state_path for c in report.consumers} == {"ARMCPU.env.serror.pending"}
+
+
+def test_hand_written_field_names_its_offsetof_member() -> None:
+    source = b"""
+static const VMStateDescription vmstate_x = {
+    .name = "x",
+    .fields = (const VMStateField[]) {
+        { .name = "fpsr", .info = &vmstate_fpsr, .offset = offsetof(ARMCPU, env.vfp.fpsr) },
+        { .name = "bare", .size = 4 },
+        {}
+    }
+};
+"""
+    (description,) = extract_file("target/arm/machine.c", source, load_profile("arm"), "vmstate").descriptions
+    (field,) = description.fields  # `{}` ends the list; a field without .info is not understood
+    assert (field.path, field.struct_type, field.codec) == ("env.vfp.fpsr", "ARMCPU", "vmstate_fpsr")

@@ -11,7 +11,7 @@ from .code import Variable, declarator_name, declared_type, extract_function
 from .model import Diagnostic, FileFacts, Function, TableEntry
 from .properties import extract_compat_arrays, extract_machines, extract_properties
 from .references import scan_references
-from .vmstate import extract_descriptions
+from .vmstate import extract_codecs, extract_descriptions
 
 
 def _file_scope(root: Node, text: Text, path: str) -> dict[str, Variable]:
@@ -122,6 +122,7 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
     return FileFacts(
         path=path,
         descriptions=tuple(descriptions),
+        codecs=tuple(extract_codecs(root, text, path)) if role in (None, "vmstate") else (),
         functions=tuple(functions),
         # A device's common file defines its qdev properties beside its description.
         properties=tuple(extract_properties(root, text, path, profile))

@@ -131,6 +131,21 @@ class VMStateField:
     embeds: str | None  # description embedded by VMSTATE_STRUCT* and friends
     line: int
     condition: str | None
+    # A hand-written `{ .name = "power_state", .info = &vmstate_powered_off, ... }`
+    # names the VMStateInfo that reads and writes it; path is then its offsetof()
+    # member, or its .name when it spans the whole opaque (`.offset = 0`).
+    codec: str | None = None
+
+
+@dataclass(frozen=True)
+class Codec:
+    """A `VMStateInfo` of hand-written get/put functions (`vmstate_powered_off`)."""
+
+    symbol: str
+    get: str | None
+    put: str | None
+    path: str
+    line: int
 
 
 @dataclass(frozen=True)
@@ -231,6 +246,7 @@ class TableEntry:
 class FileFacts:
     path: str
     descriptions: tuple[Description, ...] = ()
+    codecs: tuple[Codec, ...] = ()
     functions: tuple[Function, ...] = ()
     properties: tuple[PropertyDefinition, ...] = ()
     compat_arrays: tuple[CompatArray, ...] = ()

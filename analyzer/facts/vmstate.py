@@ -2,18 +2,52 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+
 from tree_sitter import Node
 
 from ..preprocess import MaskedSource
 from ..syntax import Text, column_of, line_of, named_children
-from .model import Description, Diagnostic, SubsectionEntry, VMStateField
+from .model import Codec, Description, Diagnostic, SubsectionEntry, VMStateField
 
 CALLBACKS = ("needed", "post_load", "pre_load", "pre_save")
+_OFFSETOF = re.compile(r"offsetof\((?P<type>[^,]+),(?P<member>[^)]+)\)")
 
 
 def is_description(declaration: Node, text: Text) -> bool:
+    return _declared_type(declaration, text) == "VMStateDescription"
+
+
+def _declared_type(declaration: Node, text: Text) -> str | None:
     type_node = declaration.child_by_field_name("type")
-    return type_node is not None and text.compact(type_node) == "VMStateDescription"
+    return text.compact(type_node) if type_node is not None else None
+
+
+def _initialized(declaration: Node, text: Text) -> Iterator[tuple[Node, str, Node]]:
+    """(declarator, name, initializer list) of each `name = { ... }` a declaration makes."""
+    for declarator in declaration.children_by_field_name("declarator"):
+        if declarator.type != "init_declarator":
+            continue
+        value = declarator.child_by_field_name("value")
+        name_node = declarator.child_by_field_name("declarator")
+        if value is None or name_node is None or value.type != "initializer_list":
+            continue
+        if name_node.type == "identifier":  # not an array of them (`*const subs[]`)
+            yield name_node, text.compact(name_node), value
+
+
+def extract_codecs(root: Node, text: Text, path: str) -> list[Codec]:
+    """`VMStateInfo`s defined at file scope: their get and put functions."""
+    codecs: list[Codec] = []
+    for declaration in root.named_children:
+        if declaration.type != "declaration" or _declared_type(declaration, text) != "VMStateInfo":
+            continue
+        for name_node, symbol, value in _initialized(declaration, text):
+            pairs = _designated(value, text)
+            get, put = (_identifier(pairs[k], text) if k in pairs else None for k in ("get", "put"))
+            codecs.append(Codec(symbol, get, put, path, line_of(name_node)))
+    return codecs
 
 
 def string_value(node: Node | None, text: Text) -> str | None:
@@ -68,16 +102,7 @@ def extract_descriptions(
         if declaration.type != "declaration" or not is_description(declaration, text):
             continue
         storage = {text.compact(c) for c in declaration.children if c.type == "storage_class_specifier"}
-        for declarator in declaration.children_by_field_name("declarator"):
-            if declarator.type != "init_declarator":
-                continue
-            value = declarator.child_by_field_name("value")
-            name_node = declarator.child_by_field_name("declarator")
-            if value is None or name_node is None or value.type != "initializer_list":
-                continue
-            if name_node.type != "identifier":
-                continue  # an array of descriptions, or of pointers to them (`*const subs[]`)
-            symbol = text.compact(name_node)
+        for name_node, symbol, value in _initialized(declaration, text):
             pairs = _designated(value, text)
             callbacks = {key: text.compact(pairs[key]) for key in CALLBACKS if key in pairs}
             fields: list[VMStateField] = []
@@ -108,7 +133,7 @@ def extract_descriptions(
                 Description(
                     symbol=symbol,
                     path=path,
-                    line=line_of(declarator),
+                    line=line_of(name_node),
                     column=column_of(name_node),
                     name=string_value(pairs.get("name"), text),
                     static="static" in storage,
@@ -128,6 +153,8 @@ def extract_descriptions(
 
 
 def _field(item: Node, text: Text, masked: MaskedSource) -> VMStateField | None:
+    if item.type == "initializer_list":
+        return _hand_written_field(item, text, masked)
     if item.type != "call_expression":
         return None
     function = item.child_by_field_name("function")
@@ -156,4 +183,23 @@ def _field(item: Node, text: Text, masked: MaskedSource) -> VMStateField | None:
         embeds=embeds,
         line=line_of(item),
         condition=masked.condition_at(item.start_byte),
+    )
+
+
+def _hand_written_field(item: Node, text: Text, masked: MaskedSource) -> VMStateField | None:
+    """`{ .name = "power_state", .info = &vmstate_powered_off, .offset = 0, ... }`;
+    `{}` ends the list as VMSTATE_END_OF_LIST() does."""
+    pairs = _designated(item, text)
+    if not pairs:
+        return VMStateField("VMSTATE_END_OF_LIST", "", None, None, line_of(item), None)
+    codec = _identifier(pairs["info"], text) if "info" in pairs else None
+    if codec is None:
+        return None
+    path, struct_type = string_value(pairs.get("name"), text) or "", None
+    # tree-sitter-c reads offsetof(T, a.b) as an error node: match its text instead.
+    offset = _OFFSETOF.fullmatch(text.compact(pairs["offset"])) if "offset" in pairs else None
+    if offset is not None:
+        struct_type, path = offset["type"], offset["member"]
+    return VMStateField(
+        "VMStateField", path, struct_type, None, line_of(item), masked.condition_at(item.start_byte), codec
     )
