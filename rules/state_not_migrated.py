@@ -4,7 +4,11 @@ What it checks
     A member of the CPU state that the destination hands to KVM on the put
     path (from kvm_arch_put_registers) and the source reads back from KVM
     on the get path (from kvm_arch_get_registers), but that no VMState
-    field of the target's descriptions carries.
+    field of the target's descriptions carries. A hand-written field
+    (`.info = &vmstate_powered_off`) carries what its get function writes.
+    Configuration is not state: qdev properties, the guest CPU model the
+    profile names under [not_host_capability] (fixed by -cpu on both ends)
+    and host_state_fields (rebuilt from host probes on each end).
 
 Why it matters
     The source reads the value from the kernel, migration never sends it,
@@ -55,11 +59,18 @@ def check(analysis: Analysis) -> Iterator[Finding]:
         for ff in analysis.facts
         for p in ff.properties
     }
+    # So is the guest CPU model the profile names (`RISCVCPU.cfg`, fixed by -cpu
+    # on both ends), and state each end rebuilds from its own host probes
+    # (loongarch's `env.cpucfg`).
+    profile = analysis.profile
+    model = [split_path(p) for p in (*profile.not_capability_fields, *profile.host_state_fields)]
     read_back = {r.state_path: r for r in reversed(analysis.read_backs)}
     reported: set[str] = set()
     for handoff in analysis.handoffs:
         path = handoff.state_path
         if path in reported or path not in read_back or path in configured:
+            continue
+        if any(split_path(path)[: len(m)] == m for m in model):
             continue
         members = split_path(path)
         if any(overlaps(members, carried) for carried in migrated):
