@@ -16,19 +16,24 @@ blanked because no build compiles them.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 _DIRECTIVE = re.compile(rb"^[ \t]*#[ \t]*(if|ifdef|ifndef|elif|else|endif)\b(.*)$")
-_CASE_RANGE = re.compile(rb"\bcase\b([^:;{}\n]*?)(\.\.\.[^:;{}\n]*?)(?=:)")
+# Patterns start with a literal so that the regex engine skips to candidates
+# (the leading \b of `\bcase` would make it try every position); the word
+# boundary before is checked by _starts_word.
+_CASE_RANGE = re.compile(rb"case\b([^:;{}\n]*?)(\.\.\.[^:;{}\n]*?)(?=:)")
 # `struct foo` used as a macro argument: `offsetof(struct foo, bar)`.
-_STRUCT_ARGUMENT = re.compile(rb"[(,](\s*)(struct|union)(\s+\w+\s*)(?=[,)])")
+_STRUCT_ARGUMENTS = (re.compile(rb"struct(?=\s+\w+\s*[,)])"), re.compile(rb"union(?=\s+\w+\s*[,)])"))
 # `offsetof(T, a.b[0].c)`: tree-sitter accepts only a plain member name.
 _OFFSETOF_DESIGNATOR = re.compile(rb"\boffsetof\s*\([^,()]*,\s*\w+([.\[][^()]*?)(?=\))")
 _AUTOFREE = re.compile(rb"\bg_autofree\b")
 _AUTOPTR = re.compile(rb"\bg_autoptr\((\w+)\)")
 _BLANK_ALL_BUT_NEWLINES = bytes(0x0A if b == 0x0A else 0x20 for b in range(256))
-# A directive line and its backslash continuations.
-_DIRECTIVE_LINE = re.compile(rb"^[ \t]*#[ \t]*(?:if|ifdef|ifndef|elif|else|endif)\b(?:[^\n]*\\\n)*[^\n]*", re.M)
+# A directive and its backslash continuations, from the `#` (_directive_lines
+# checks that only blanks precede it on its line, as `^[ \t]*` would).
+_DIRECTIVE_FROM_HASH = re.compile(rb"#[ \t]*(?:if|ifdef|ifndef|elif|else|endif)\b(?:[^\n]*\\\n)*[^\n]*")
 _BRACKET = re.compile(rb"[{}()\[\]]")
 _COMMENT_OR_STRING = re.compile(rb'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
 
@@ -58,9 +63,25 @@ class MaskedSource:
 
 
 def _blank(buf: bytearray, start: int, end: int) -> None:
-    for i in range(start, end):
-        if buf[i] not in b"\n":
-            buf[i] = 0x20
+    buf[start:end] = buf[start:end].translate(_BLANK_ALL_BUT_NEWLINES)
+
+
+def _directive_lines(code: bytes) -> Iterator[tuple[int, int]]:
+    """Spans of the conditional directives, each from its line's start."""
+    for match in _DIRECTIVE_FROM_HASH.finditer(code):
+        line_start = code.rfind(b"\n", 0, match.start()) + 1
+        if not code[line_start : match.start()].strip(b" \t"):
+            yield line_start, match.end()
+
+
+def _starts_word(code: bytes, index: int) -> bool:
+    return index == 0 or not (code[index - 1 : index].isalnum() or code[index - 1] == 0x5F)
+
+
+def _follows_argument_start(code: bytes, index: int) -> bool:
+    """Whether only blanks separate `index` from a preceding `(` or `,`."""
+    before = code[max(0, index - 64) : index].rstrip()
+    return before.endswith((b"(", b","))
 
 
 def _condition_text(kind: str, rest: bytes) -> str:
@@ -99,8 +120,7 @@ def mask(text: bytes) -> MaskedSource:
     unbalanced: list[int] = []
     # Each open conditional: [branch start, condition of this branch, negations so far, #if 0?]
     stack: list[tuple[int, str, list[str], bool]] = []
-    for line_match in _DIRECTIVE_LINE.finditer(code):
-        start, end = line_match.span()
+    for start, end in _directive_lines(code):
         match = _DIRECTIVE.match(code[start:end])
         if not match:
             continue
@@ -135,11 +155,14 @@ def mask(text: bytes) -> MaskedSource:
     # Each pattern runs only where its keyword occurs: a substring test is
     # far cheaper than a regex scan of the whole file.
     for m in _CASE_RANGE.finditer(code) if b"..." in code else ():
-        _blank(buf, m.start(2), m.end(2))
+        if _starts_word(code, m.start()):
+            _blank(buf, m.start(2), m.end(2))
     for m in _OFFSETOF_DESIGNATOR.finditer(code) if b"offsetof" in code else ():
         _blank(buf, m.start(1), m.end(1))
-    for m in _STRUCT_ARGUMENT.finditer(code) if b"struct" in code or b"union" in code else ():
-        _blank(buf, m.start(2), m.end(2))
+    for pattern in _STRUCT_ARGUMENTS:
+        for m in pattern.finditer(code):
+            if _follows_argument_start(code, m.start()):
+                _blank(buf, m.start(), m.end())
     for m in _AUTOFREE.finditer(code) if b"g_autofree" in code else ():
         _blank(buf, m.start(), m.end())
     for m in _AUTOPTR.finditer(code) if b"g_autoptr" in code else ():
@@ -181,22 +204,24 @@ def _closers(masked: bytes, code: bytes) -> tuple[bytes, tuple[int, int] | None]
 
 
 # `static const VMStateDescription vmstate_foo = {`, from the start of its line.
-_DESCRIPTION_START = re.compile(rb"^[^\n;{}]*?\bVMStateDescription\s+(?:\*\s*)?\w+\s*=\s*\{", re.M)
+_DESCRIPTION = re.compile(rb"\bVMStateDescription\s+(?:\*\s*)?\w+\s*=\s*\{")
+_NOT_IN_A_DECLARATION_PREFIX = re.compile(rb"[;{}]")
 _BRACE = re.compile(rb"[{}]")
 
 
-def only_descriptions(masked: bytes) -> bytes:
-    """`masked` with everything but VMStateDescription definitions blanked.
+def description_spans(masked: bytes) -> list[tuple[int, int]]:
+    """Byte spans of the VMStateDescription definitions in `masked`.
 
     The whole-tree inventory needs nothing else from ~600 device files, and
-    tree-sitter skims blank text far faster than it parses code. Braces are
-    matched in the masked text; a brace inside a string or comment of a
-    description would end it early, which then shows as a parse error.
+    tree-sitter parses just these spans when told to (see syntax.parse).
+    Braces are matched in the masked text; a brace inside a string or comment
+    of a description would end it early, which then shows as a parse error.
     """
-    keep: list[tuple[int, int]] = []
+    spans: list[tuple[int, int]] = []
     position = 0
-    for start in _DESCRIPTION_START.finditer(masked):
-        if start.start() < position:
+    for start in _DESCRIPTION.finditer(masked):
+        line_start = masked.rfind(b"\n", 0, start.start()) + 1
+        if line_start < position or _NOT_IN_A_DECLARATION_PREFIX.search(masked, line_start, start.start()):
             continue
         depth = 0
         end = len(masked)
@@ -206,15 +231,6 @@ def only_descriptions(masked: bytes) -> bytes:
                 semicolon = masked.find(b";", brace.end())
                 end = len(masked) if semicolon < 0 else semicolon + 1
                 break
-        keep.append((start.start(), end))
+        spans.append((line_start, end))
         position = end
-    if not keep:
-        return masked.translate(_BLANK_ALL_BUT_NEWLINES)
-    pieces: list[bytes] = []
-    cursor = 0
-    for begin, end in keep:
-        pieces.append(masked[cursor:begin].translate(_BLANK_ALL_BUT_NEWLINES))
-        pieces.append(masked[begin:end])
-        cursor = end
-    pieces.append(masked[cursor:].translate(_BLANK_ALL_BUT_NEWLINES))
-    return b"".join(pieces)
+    return spans

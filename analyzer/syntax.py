@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cache, lru_cache
 from importlib import resources
 
 import tree_sitter_c
-from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
+from tree_sitter import Language, Node, Parser, Point, Query, QueryCursor, Range, Tree
 
 
 @lru_cache(maxsize=1)
@@ -35,9 +35,24 @@ def captures(query_: Query, node: Node, name: str) -> list[Node]:
     return sorted(found, key=lambda n: n.start_byte)
 
 
-def parse(text: bytes) -> Tree:
-    """Parse already-masked C source."""
-    return _parser().parse(text)
+def parse(text: bytes, spans: Sequence[tuple[int, int]] | None = None) -> Tree:
+    """Parse already-masked C source; only the byte `spans` of it when given
+    (offsets, lines and columns stay those of the whole text)."""
+    if spans is None:
+        return _parser().parse(text)
+    parser = _span_parser()
+    parser.included_ranges = [Range(_point(text, a), _point(text, b), a, b) for a, b in spans]
+    return parser.parse(text)
+
+
+@lru_cache(maxsize=1)
+def _span_parser() -> Parser:
+    return Parser(_language())
+
+
+def _point(text: bytes, offset: int) -> Point:
+    line_start = text.rfind(b"\n", 0, offset) + 1
+    return Point(text.count(b"\n", 0, offset), offset - line_start)
 
 
 class Text:

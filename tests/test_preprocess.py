@@ -72,19 +72,19 @@ def test_masked_macros_do_not_count_as_open_brackets() -> None:
     assert masked.text == masked.text[: len(source)]
 
 
-def test_only_descriptions_keeps_them_and_blanks_the_rest() -> None:
-    from analyzer.preprocess import only_descriptions
+def test_description_spans_cover_descriptions_only() -> None:
+    from analyzer.preprocess import description_spans
 
     source = (
         b"static void f(void) { int x = 1; }\n"
         b'static const VMStateDescription vmstate_a = {\n    .name = "a",\n    .x = { 1, { 2 } },\n};\n'
         b"int g;\n"
+        b"{ VMStateDescription vmstate_b = { 1 }; }\n"  # inside a block: not a file-scope definition
     )
-    kept = only_descriptions(source)
-    assert len(kept) == len(source)
-    assert kept.count(b"\n") == source.count(b"\n")
-    assert b"static void f" not in kept and b"int g" not in kept
     start = source.index(b"static const VMStateDescription")
     end = source.index(b"};\n") + 2
-    assert kept[start:end] == source[start:end]
-    assert not list(error_nodes(parse(kept).root_node))
+    assert description_spans(source) == [(start, end)]
+    tree = parse(source, [(start, end)])
+    assert not list(error_nodes(tree.root_node))
+    (declaration,) = tree.root_node.named_children
+    assert declaration.start_point == (1, 0)  # lines and columns are the whole file's

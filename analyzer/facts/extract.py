@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tree_sitter import Node
 
-from ..preprocess import mask, only_descriptions
+from ..preprocess import description_spans, mask
 from ..profile import Profile
 from ..syntax import Text, error_nodes, line_of, parse
 from .code import Variable, declarator_name, declared_type, extract_function
@@ -86,7 +86,7 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
         # A header or device file with no description: only the names it mentions.
         return FileFacts(path=path, references=scan_references(source))
     masked = mask(source)
-    tree = parse(only_descriptions(masked.text) if role == "inventory" else masked.text)
+    tree = parse(masked.text, description_spans(masked.text) if role == "inventory" else None)
     root = tree.root_node
     text = Text(source)
     diagnostics = [Diagnostic(path, line, "unbalanced preprocessor conditional") for line in masked.unbalanced_lines]
