@@ -164,12 +164,12 @@ def analyse_units(
     inventory, inventory_diagnostics = collect_descriptions(inventory_files, inventory_facts, own)
     references = {ff.path: ff.references for ff in all_facts if ff.references}
     analyses: list[Analysis] = []
-    lent: list[Function] = []
+    cpu: Analysis | None = None
     for (profile, tree), facts in zip(units, unit_facts, strict=True):
+        analysis = _analyse_unit(profile, tree, facts, cpu if profile.unit != "cpu" else None, inventory)
         if profile.unit == "cpu":
-            # A device's KVM code calls its target's predicates (kvm_has_adjust_clock_stable()).
-            lent = _functions_in(tree, facts, "kvm", "helpers", "accel")
-        analyses.append(_analyse_unit(profile, tree, facts, [] if profile.unit == "cpu" else lent, inventory))
+            cpu = analysis
+        analyses.append(analysis)
     first = analyses[0]
     analyses[0] = replace(
         first,
@@ -212,15 +212,22 @@ def _analyse_unit(
     profile: Profile,
     tree: QemuTree,
     facts: list[FileFacts],
-    lent: list[Function],
+    cpu: Analysis | None,
     inventory: tuple[Description, ...],
 ) -> Analysis:
+    """One unit's analysis; a device's (`cpu` given) also reads its target CPU's
+    KVM code, which its own calls into (kvm_has_adjust_clock_stable())."""
+
     def functions_of(*roles: str) -> list[Function]:
         return _functions_in(tree, facts, *roles)
 
+    lent = _functions_in(cpu.tree, list(cpu.facts), "kvm", "helpers", "accel") if cpu else []
     kvm_functions = functions_of("kvm", "helpers", "accel") + lent
     # machine.c is in scope for its post_loads' locals (`len = kvm_max_nested_state_length()`).
-    capabilities = Capabilities(functions_of("vmstate", "kvm", "accel") + lent, profile)
+    # A device extends its CPU's solution rather than solving that code again.
+    capabilities = Capabilities(
+        functions_of("vmstate", "kvm", "helpers", "accel"), profile, cpu.capabilities if cpu else None
+    )
     table_entries = [e for ff in _facts_in(tree, facts, "kvm") for e in ff.table_entries]
     handoffs, put_calls = find_handoffs(kvm_functions, profile, table_entries)
     read_backs = find_read_backs(kvm_functions, profile)

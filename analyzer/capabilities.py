@@ -31,13 +31,17 @@ class Probe:
 class Capabilities:
     """Probes reaching each symbol key, computed over the KVM and accel code."""
 
-    def __init__(self, functions: Iterable[Function], profile: Profile) -> None:
+    def __init__(self, functions: Iterable[Function], profile: Profile, base: Capabilities | None = None) -> None:
+        """`base`: a solution to extend (a device's target CPU, whose KVM code the
+        device's calls into); only `functions` are then solved again."""
         self.profile = profile
-        self.probes: dict[str, frozenset[Probe]] = {}
+        self.probes: dict[str, frozenset[Probe]] = dict(base.probes) if base else {}
         # Locals are reused (`r = kvm_check_extension(...)`, later
         # `r = hyperv_handle_properties(...)`): keep each assignment's probes by
         # line, so a condition sees the value most recently assigned above it.
-        self._local_values: dict[str, dict[int, frozenset[Probe]]] = {}
+        self._local_values: dict[str, dict[int, frozenset[Probe]]] = (
+            {key: dict(values) for key, values in base._local_values.items()} if base else {}
+        )
         self._functions = tuple(functions)
         self._solve()
 

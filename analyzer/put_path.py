@@ -88,6 +88,21 @@ def _by_name(functions: Iterable[Function]) -> dict[str, list[Function]]:
     return by_name
 
 
+def _reachable(by_name: dict[str, list[Function]], entries: Iterable[str]) -> dict[str, list[Function]]:
+    """The part of `by_name` that calls from `entries` reach: all a walk from them
+    can visit, and all whose parameters it can ask about (a device unit's entry
+    points reach a few of the hundreds of functions it borrows)."""
+    reached: dict[str, list[Function]] = {}
+    stack = [e for e in entries if e in by_name]
+    while stack:
+        name = stack.pop()
+        if name in reached:
+            continue
+        reached[name] = by_name[name]
+        stack.extend(c.callee for f in by_name[name] for c in f.calls if c.callee in by_name)
+    return reached
+
+
 def _walk(
     by_name: dict[str, list[Function]], entries: Iterable[str]
 ) -> Iterator[tuple[Function, tuple[Guard, ...], tuple[str, ...]]]:
@@ -168,7 +183,7 @@ def find_handoffs(
     A call to a register table's reader (`kvm_cpu_csr_get_u64(cpu, csr_cfg)`
     reading `env + csr_cfg->offset`) hands over every member the table's
     entries name, under the guards of that call."""
-    by_name = _by_name(functions)
+    by_name = _reachable(_by_name(functions), profile.put_entry_points)
     readers = _table_readers(profile, table_entries)
     sinks = _sink_parameters(by_name, profile)
     handoffs: set[Handoff] = set()
