@@ -67,11 +67,11 @@ class FactsCache:
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
 
-    def _entry(self, unit: str, path: str, role: str, data: bytes) -> Path | None:
+    def _entry(self, extraction: str, path: str, role: str, data: bytes) -> Path | None:
         if self.directory is None:
             return None
         key = hashlib.sha256(_code_digest())
-        for part in (unit.encode(), path.encode(), role.encode(), data):
+        for part in (extraction.encode(), path.encode(), role.encode(), data):
             key.update(len(part).to_bytes(8, "little") + part)
         name = key.hexdigest()
         return self.directory / name[:2] / f"{name}.pickle"
@@ -116,9 +116,10 @@ class FactsCache:
     def _analysis_entry(self, key: str) -> Path | None:
         return None if self.directory is None else self.directory / "analyses" / f"{key}.pickle"
 
-    def load(self, unit: str, path: str, role: str, data: bytes) -> FileFacts | None:
-        """The facts of `path` as read for `unit` (a profile label; "" for the inventory)."""
-        entry = self._entry(unit, path, role, data)
+    def load(self, extraction: str, path: str, role: str, data: bytes) -> FileFacts | None:
+        """The facts of `path` as extracted with `extraction` (what of a profile the
+        extractor reads, Profile.extraction_key; "" for the inventory)."""
+        entry = self._entry(extraction, path, role, data)
         if entry is None or not entry.is_file():
             return None
         try:
@@ -128,8 +129,8 @@ class FactsCache:
             return None
         return facts if isinstance(facts, FileFacts) and facts.path == path else None
 
-    def store(self, unit: str, path: str, role: str, data: bytes, facts: FileFacts) -> None:
-        entry = self._entry(unit, path, role, data)
+    def store(self, extraction: str, path: str, role: str, data: bytes, facts: FileFacts) -> None:
+        entry = self._entry(extraction, path, role, data)
         if entry is not None:
             self._write(entry, pickle.dumps(facts, protocol=pickle.HIGHEST_PROTOCOL))
 

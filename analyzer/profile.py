@@ -77,6 +77,27 @@ class Profile:
         """Paths that denote a whole state object rather than one of its members."""
         return frozenset({self.cpu_type, *self.state_types.values()})
 
+    def extraction_key(self, data: bytes) -> str:
+        """What the fact extractor would read of this profile in a file of these
+        bytes. Units whose keys agree get the same facts from the file, so it
+        is parsed once for all of them (accel/kvm/kvm-all.c, hw/core/machine.c)."""
+
+        def present(name: str) -> bool:
+            return name.encode() in data
+
+        state = sorted((k, v) for k, v in self.state_types.items() if present(k))
+        accessors = sorted((k, v) for k, v in self.accessors.items() if present(k))
+        used = (
+            # Member paths start at cpu_type, reached from a variable of that or a state type.
+            self.cpu_type if present(self.cpu_type) or state or accessors else None,
+            state,
+            accessors,
+            [t for t in self.register_tables if present(t.entry_macro)],
+            [m for m in self.machine_macros if present(m.macro)],
+            self.property_macros_prefix if present(self.property_macros_prefix) else None,
+        )
+        return repr(used)
+
     def is_ignored_call(self, name: str) -> bool:
         return name in self.ignored_calls or name.startswith(self.ignored_call_prefixes)
 

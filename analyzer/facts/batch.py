@@ -35,8 +35,11 @@ def _extract_in_worker(job: Job) -> FileFacts:
     return _extract(job, _worker_profiles)
 
 
-def _cache_label(job: Job, profiles: list[Profile]) -> str:
-    return "" if job[3] is None else profiles[job[3]].label
+def _extraction_key(job: Job, profiles: list[Profile]) -> str:
+    """Jobs with equal keys have equal facts: the inventory's depend on no
+    profile, the others on what Profile.extraction_key says."""
+    _, data, role, unit = job
+    return "" if unit is None else f"{role}:{profiles[unit].extraction_key(data)}"
 
 
 def extract_many(
@@ -46,30 +49,38 @@ def extract_many(
     progress: Callable[[str, int, int], None] | None = None,
     workers: int = 1,
 ) -> list[FileFacts]:
-    """The facts of each job, in the jobs' order whatever the scheduling."""
-    labels = [_cache_label(job, profiles) for job in jobs]
-    results: list[FileFacts | None] = [
-        cache.load(label, job[0], job[2], job[1]) if cache else None for job, label in zip(jobs, labels, strict=True)
+    """The facts of each job, in the jobs' order whatever the scheduling; a
+    file read alike for several units is extracted (and cached) once."""
+    keys = [_extraction_key(job, profiles) for job in jobs]
+    # Index of the first job each job repeats: same file, role, bytes and key.
+    first: dict[tuple[str, str, str, bytes], int] = {}
+    same_as = [
+        first.setdefault((path, role, key, data), i)
+        for i, ((path, data, role, _), key) in enumerate(zip(jobs, keys, strict=True))
     ]
-    missing = [index for index, found in enumerate(results) if found is None]
+    unique = sorted(first.values())
+    results: dict[int, FileFacts | None] = {
+        i: cache.load(keys[i], jobs[i][0], jobs[i][2], jobs[i][1]) if cache else None for i in unique
+    }
+    missing = [i for i in unique if results[i] is None]
     if workers > 1 and len(missing) >= PARALLEL_THRESHOLD:
         # Largest files first (kvm.c, cpu.c), so no worker is left with them at the end.
         order = sorted(missing, key=lambda i: -len(jobs[i][1]))
         with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(profiles,)) as pool:
             extracted = list(pool.map(_extract_in_worker, [jobs[i] for i in order], chunksize=4))
-        _store(extracted, order, jobs, labels, results, cache, progress)
+        _store(extracted, order, jobs, keys, results, cache, progress)
     else:
         work = [_extract(jobs[i], profiles) for i in missing]
-        _store(work, missing, jobs, labels, results, cache, progress)
-    return [facts for facts in results if facts is not None]
+        _store(work, missing, jobs, keys, results, cache, progress)
+    return [facts for i in same_as if (facts := results[i]) is not None]
 
 
 def _store(
     extracted: list[FileFacts],
     missing: list[int],
     jobs: list[Job],
-    labels: list[str],
-    results: list[FileFacts | None],
+    keys: list[str],
+    results: dict[int, FileFacts | None],
     cache: FactsCache | None,
     progress: Callable[[str, int, int], None] | None,
 ) -> None:
@@ -79,4 +90,4 @@ def _store(
             progress(path, count, len(missing))
         results[index] = facts
         if cache:
-            cache.store(labels[index], path, role, data, facts)
+            cache.store(keys[index], path, role, data, facts)
