@@ -303,6 +303,10 @@ def test_msr_capabilities_agree(major: str) -> None:
 
 
 AIA = ["riscv/riscv_aplic", "riscv/riscv_imsic"]
+# x86 KVM-backed devices (tests/test_real_trees_i386_devices.py); the Xen
+# emulation devices arrived in 8.0.
+X86 = ["i386", "i386/kvmclock", "i386/apic", "i386/i8254", "i386/i8259", "i386/ioapic", "i386/kvmvapic"]
+XEN = ["i386/xen_overlay", "i386/xen_evtchn"]
 
 
 # The units the default audit covers: every target profile whose CPU and KVM
@@ -311,10 +315,10 @@ AIA = ["riscv/riscv_aplic", "riscv/riscv_imsic"]
 @pytest.mark.parametrize(
     ("major", "units"),
     [
-        ("5", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", "i386"]),
-        ("7", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", "i386", "riscv"]),
+        ("5", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86]),
+        ("7", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86, "riscv"]),
         # riscv_aplic and riscv_imsic: the in-kernel AIA, configured but never given state.
-        ("10", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", "i386", "loongarch", "riscv", *AIA]),
+        ("10", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86, *XEN, "loongarch", "riscv", *AIA]),
     ],
 )
 def test_default_audit_covers_every_target(major: str, units: list[str]) -> None:
