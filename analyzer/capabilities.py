@@ -159,6 +159,17 @@ class Capabilities:
         local = assignment.target.startswith("local:")
         for guard in reversed(assignment.guards):
             if guard.kind == "early-return":
+                # `if (!kvm_check_extension(cs->kvm_state, KVM_CAP_SW_TLB)) { return 0; }`
+                # above `env->kvm_sw_tlb = true;` (ppc's kvm_booke206_tlb_init)
+                # decides the value; `if (ret < 0) { return ret; }` is everywhere,
+                # so only a probe made in the condition itself counts, and only
+                # for what outlives the function.
+                if not local:
+                    probes = frozenset(
+                        p for atom in guard.condition.atoms() for p in self._direct(atom, function, guard.line)
+                    )
+                    if probes:
+                        return probes
                 continue
             if local:
                 probes = frozenset(

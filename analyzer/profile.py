@@ -66,6 +66,10 @@ class Profile:
     # Calls that return a pointer into the CPU state (`cpu_fpr_ptr(env, i)` ->
     # "env.vsr"), relative to cpu_type.
     accessors: dict[str, str] = field(default_factory=dict)
+    # Buffers QEMU registers with KVM by address (at vCPU init) and KVM rereads
+    # when a put-path call passes the request constant: "KVM_DIRTY_TLB" ->
+    # ("PowerPCCPU.env.tlb.tlbm",), full state paths.
+    shared_buffers: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -199,4 +203,5 @@ def _cpu_profile(data: dict[str, Any]) -> Profile:
             for t in data.get("register_tables", ())
         ),
         accessors={str(k): str(v) for k, v in handoff.get("accessors", {}).items()},
+        shared_buffers={str(k): tuple(str(p) for p in v) for k, v in handoff.get("shared_buffers", {}).items()},
     )

@@ -182,7 +182,10 @@ def find_handoffs(
 
     A call to a register table's reader (`kvm_cpu_csr_get_u64(cpu, csr_cfg)`
     reading `env + csr_cfg->offset`) hands over every member the table's
-    entries name, under the guards of that call."""
+    entries name, under the guards of that call. So does a call passing a
+    request that makes KVM reread a buffer shared with it
+    (`kvm_vcpu_ioctl(cs, KVM_DIRTY_TLB, &dirty_tlb)` and ppc's `env->tlb.tlbm`,
+    registered by address at vCPU init): the buffer's contents go to KVM there."""
     by_name = _reachable(_by_name(functions), profile.put_entry_points)
     readers = _table_readers(profile, table_entries)
     sinks = _sink_parameters(by_name, profile)
@@ -197,6 +200,23 @@ def find_handoffs(
                 handoffs.add(
                     Handoff(state_path, function.name, function.path, call.line, call.column, how, call_guards, chain)
                 )
+            for request in sorted({c for a in call.arguments for c in a.constants} & profile.shared_buffers.keys()):
+                for state_path in profile.shared_buffers[request]:
+                    if not _is_member(state_path, profile):
+                        continue  # another unit's buffer (a device lent the CPU's KVM code)
+                    how = f"shared with KVM, reread on {request} passed to {call.callee}()"
+                    handoffs.add(
+                        Handoff(
+                            state_path,
+                            function.name,
+                            function.path,
+                            call.line,
+                            call.column,
+                            how,
+                            call_guards,
+                            chain,
+                        )
+                    )
             if not profile.is_ignored_call(call.callee):
                 for index, argument in enumerate(call.arguments):
                     if not _passes_on(call.callee, index, by_name, sinks):
