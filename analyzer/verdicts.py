@@ -152,6 +152,11 @@ class Assessor:
         chain = self._owner_chain(symbol)
         root = chain[-1][0] if chain else self.descriptions[symbol]
         types = [f.struct_type for f in root.fields if f.struct_type]
+        if not types and all(not path for _, path in chain):
+            # A root with no fields, only subsections (hw/ppc/spapr_cpu_core.c
+            # "spapr_cpu"), shares its opaque with them: the subsection's own
+            # fields name the type.
+            types = [f.struct_type for f in self.descriptions[symbol].fields if f.struct_type]
         parts = types[:1]
         for _, path in reversed(chain):
             parts.extend(split_path(path))
