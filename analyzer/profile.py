@@ -64,7 +64,9 @@ class Profile:
     register_tables: tuple[RegisterTable, ...] = ()
     unit: str = "cpu"
     # Calls that return a pointer into the CPU state (`cpu_fpr_ptr(env, i)` ->
-    # "env.vsr"), relative to cpu_type.
+    # "PowerPCCPU.env.vsr"). The profile writes them relative to the CPU type;
+    # they are stored whole so that a device unit, which shares the CPU's
+    # idioms under its own cpu_type, does not take them for its own members.
     accessors: dict[str, str] = field(default_factory=dict)
     # Buffers QEMU registers with KVM by address (at vCPU init) and KVM rereads
     # when a put-path call passes the request constant: "KVM_DIRTY_TLB" ->
@@ -202,6 +204,6 @@ def _cpu_profile(data: dict[str, Any]) -> Profile:
             )
             for t in data.get("register_tables", ())
         ),
-        accessors={str(k): str(v) for k, v in handoff.get("accessors", {}).items()},
+        accessors={str(k): f"{data['cpu_type']}.{v}" for k, v in handoff.get("accessors", {}).items()},
         shared_buffers={str(k): tuple(str(p) for p in v) for k, v in handoff.get("shared_buffers", {}).items()},
     )

@@ -142,8 +142,7 @@ class FunctionExtractor:
         """The state path a profile accessor call returns (`cpu_fpr_ptr(env, i)`)."""
         if function is None or function.type != "identifier":
             return None
-        path = self.profile.accessors.get(self.text.compact(function))
-        return f"{self.profile.cpu_type}.{path}" if path else None
+        return self.profile.accessors.get(self.text.compact(function))
 
     def expression(self, node: Node | None) -> Expression:
         """Summarise what an expression reads."""
