@@ -307,6 +307,16 @@ AIA = ["riscv/riscv_aplic", "riscv/riscv_imsic"]
 # emulation devices arrived in 8.0.
 X86 = ["i386", "i386/kvmclock", "i386/apic", "i386/i8254", "i386/i8259", "i386/ioapic", "i386/kvmvapic"]
 XEN = ["i386/xen_overlay", "i386/xen_evtchn"]
+PPC = [
+    "ppc",
+    "ppc/spapr_cpu",
+    "ppc/xics-icp",
+    "ppc/xics-ics",
+    "ppc/spapr-xive",
+    "ppc/xive-tctx",
+    "ppc/spapr",
+    "ppc/ppc-timebase",
+]
 
 
 # The units the default audit covers: every target profile whose CPU and KVM
@@ -315,10 +325,10 @@ XEN = ["i386/xen_overlay", "i386/xen_evtchn"]
 @pytest.mark.parametrize(
     ("major", "units"),
     [
-        ("5", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86]),
-        ("7", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86, "riscv"]),
+        ("5", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86, *PPC]),
+        ("7", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86, *PPC, "riscv"]),
         # riscv_aplic and riscv_imsic: the in-kernel AIA, configured but never given state.
-        ("10", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86, *XEN, "loongarch", "riscv", *AIA]),
+        ("10", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86, *XEN, "loongarch", *PPC, "riscv", *AIA]),
     ],
 )
 def test_default_audit_covers_every_target(major: str, units: list[str]) -> None:
@@ -334,11 +344,18 @@ def test_default_audit_covers_every_target(major: str, units: list[str]) -> None
 #   has LBT_ALL, bits the destination derives from KVM_HAS_DEVICE_ATTR probes.
 # - riscv cpu/vector and cpu/envcfg: put only if the register list
 #   (KVM_GET_REG_LIST) reported vlenb / senvcfg.
+# - ppc cpu/tm (cap_one_reg), cpu/sr and cpu/slb (cap_segstate), cpu/tlbmas
+#   (env->kvm_sw_tlb), spapr_cpu/vpa (cap_one_reg): tests/test_real_trees_ppc.py.
 def test_unchecked_subsections_of_other_targets_10() -> None:
     found = sorted((f.unit, f.subsection) for f in _audit_all("10").findings if f.rule == "VG001" and f.unit != "i386")
     assert found == [
         ("arm", "cpu/serror"),
         ("loongarch", "cpu/lbt"),
+        ("ppc", "cpu/slb"),
+        ("ppc", "cpu/sr"),
+        ("ppc", "cpu/tlbmas"),
+        ("ppc", "cpu/tm"),
+        ("ppc/spapr_cpu", "spapr_cpu/vpa"),
         ("riscv", "cpu/envcfg"),
         ("riscv", "cpu/vector"),
     ]
