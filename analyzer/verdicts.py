@@ -79,6 +79,63 @@ def overlaps(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return a[:n] == b[:n]
 
 
+@cache
+def path_indices(path: str) -> tuple[tuple[str, ...], ...]:
+    """The subscripts after each member of `path`, aligned with split_path:
+    `env.vregs[16][0]` -> [(), (16, 0)]."""
+    out: list[tuple[str, ...]] = []
+    current: list[str] = []
+    index = ""
+    depth = 0
+    member = ""
+    for char in path.replace("->", "."):
+        if char in "[(":
+            depth += 1
+            if depth == 1 and char == "[":
+                index = ""
+                continue
+        elif char in "])":
+            depth -= 1
+            if depth == 0 and char == "]":
+                current.append(index.strip())
+                continue
+        if depth == 1 and char != "(":
+            index += char
+        elif depth == 0:
+            if char == ".":
+                if member:
+                    out.append(tuple(current))
+                member, current = "", []
+            else:
+                member += char
+    if member:
+        out.append(tuple(current))
+    return tuple(out)
+
+
+def _index_range(index: str) -> tuple[int, int] | None:
+    """`3` -> (3, 3), `0..15` -> (0, 15); None for a variable or `*`."""
+    low, dots, high = index.partition("..")
+    try:
+        return (int(low, 0), int(high, 0)) if dots else (int(low, 0), int(low, 0))
+    except ValueError:
+        return None
+
+
+def indices_meet(a: tuple[tuple[str, ...], ...], b: tuple[tuple[str, ...], ...]) -> bool:
+    """False when two aligned paths name provably different array elements.
+
+    Most handoff paths carry no subscripts (the extractor drops them), so they
+    meet every element; a profile accessor may pin some
+    (`get_freg` -> `env.vregs[0..15][0]`: only FP registers, element 0)."""
+    for left, right in zip(a, b, strict=False):
+        for x, y in zip(left, right, strict=False):
+            rx, ry = _index_range(x), _index_range(y)
+            if rx is not None and ry is not None and (rx[1] < ry[0] or ry[1] < rx[0]):
+                return False
+    return True
+
+
 def short_name(key: str) -> str:
     """Readable form of a symbol key: has_xsave, kvm_max_nested_state_length(), env.nested_state."""
     kind, _, rest = key.partition(":")
@@ -102,7 +159,7 @@ class Assessor:
         codec_state: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.descriptions = descriptions
-        self.handoffs = [(h, split_path(h.state_path)) for h in handoffs]
+        self.handoffs = [(h, split_path(h.state_path), path_indices(h.state_path)) for h in handoffs]
         self.functions: dict[str, list[Function]] = {}
         for function in functions:
             self.functions.setdefault(function.name, []).append(function)
@@ -180,10 +237,14 @@ class Assessor:
             if _EQUAL_FIELD.search(field.macro):
                 continue
             if field.codec:
-                carried = [split_path(p) for p in self.codec_state.get(field.codec, ())]
+                carried = [(split_path(p), path_indices(p)) for p in self.codec_state.get(field.codec, ())]
             else:
-                carried = [base + split_path(field.path)]
-            sites = [h for h, path in self.handoffs if any(overlaps(a, path) for a in carried)]
+                carried = [(base + split_path(field.path), ((),) * len(base) + path_indices(field.path))]
+            sites = [
+                h
+                for h, path, pinned in self.handoffs
+                if any(overlaps(absolute, path) and indices_meet(indices, pinned) for absolute, indices in carried)
+            ]
             for site in sites:
                 consumers.append(self._consumer(field.path, site))
             if sites and not self._always_delivered([s.guards for s in sites]):

@@ -10,7 +10,7 @@ import pytest
 from analyzer.audit import AuditResult, audit
 from analyzer.facts.extract import extract_file
 from analyzer.profile import load_profile
-from analyzer.verdicts import SubsectionReport
+from analyzer.verdicts import SubsectionReport, indices_meet, overlaps, path_indices, split_path
 from support import FIXTURES, MINI, OLD_LAYOUT
 
 
@@ -226,3 +226,22 @@ static const VMStateDescription vmstate_x = {
     (description,) = extract_file("target/arm/machine.c", source, load_profile("arm"), "vmstate").descriptions
     (field,) = description.fields  # `{}` ends the list; a field without .info is not understood
     assert (field.path, field.struct_type, field.codec) == ("env.vfp.fpsr", "ARMCPU", "vmstate_fpsr")
+
+
+@pytest.mark.parametrize(
+    ("field", "handoff", "meet"),
+    [
+        ("env.vregs[3][0]", "S390CPU.env.vregs[0..15][0]", True),  # an FP register, through get_freg()
+        ("env.vregs[16][0]", "S390CPU.env.vregs[0..15][0]", False),  # a vector register only
+        ("env.vregs[3][1]", "S390CPU.env.vregs[0..15][0]", False),  # the right half
+        ("env.vregs[3][1]", "S390CPU.env.vregs", True),  # an extracted path pins no element
+        ("env.vregs[i][1]", "S390CPU.env.vregs[0..15][0]", False),
+        ("env.vregs[i][0]", "S390CPU.env.vregs[0..15][0]", True),  # a variable index may be any
+        ("env.xmm_regs[2].ZMM_Q(1)", "X86CPU.env.xmm_regs", True),
+    ],
+)
+def test_pinned_subscripts_select_elements(field: str, handoff: str, meet: bool) -> None:
+    base = split_path(handoff)[:1]
+    field_indices = ((),) * len(base) + path_indices(field)
+    assert overlaps(base + split_path(field), split_path(handoff))
+    assert indices_meet(field_indices, path_indices(handoff)) is meet
