@@ -255,6 +255,8 @@ def _analyse_unit(
         profile.failure_calls,
         profile.assumed_calls,
         codec_state,
+        profile.cpu_model,
+        _model_check_at(profile, functions_of("cpu_model")),
     )
     subsections = sorted(assessor.assess_all(), key=lambda r: (r.description.path, r.description.line))
     migrated = _migrated_paths(descriptions, assessor, functions_of("vmstate"), codec_state)
@@ -289,6 +291,14 @@ def _analyse_unit(
         diagnostics=tuple(sorted(set(diagnostics), key=_diagnostic_order)),
         inventory=inventory,
     )
+
+
+def _model_check_at(profile: Profile, functions: list[Function]) -> tuple[str, int] | None:
+    """Where the profile's CPU-model check function is defined, if its files have it."""
+    if profile.cpu_model is None:
+        return None
+    found = sorted((f.path, f.line) for f in functions if f.name == profile.cpu_model.check_function)
+    return found[0] if found else None
 
 
 def _reachable(roots: Iterable[str], functions: list[Function]) -> list[Function]:

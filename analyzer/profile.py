@@ -29,6 +29,21 @@ class RegisterTable:
 
 
 @dataclass(frozen=True)
+class CpuModel:
+    """A guest CPU model the destination checks against its host before it runs.
+
+    `needed()` testing `feature_call(FEATURE)` means the source's model had
+    FEATURE; the destination, with the same model, starts only if its host
+    offers it (`check_function`), and such a host always passes the put guard
+    naming `guarantees[FEATURE]` (s390x: S390_FEAT_VECTOR -> KVM_SYNC_VRS).
+    """
+
+    feature_calls: frozenset[str]
+    check_function: str
+    guarantees: dict[str, str]  # feature constant -> constant of the guard it makes hold
+
+
+@dataclass(frozen=True)
 class Profile:
     """One *unit* of a target: its CPU, or one KVM-backed device (`unit` names it)."""
 
@@ -72,6 +87,7 @@ class Profile:
     # when a put-path call passes the request constant: "KVM_DIRTY_TLB" ->
     # ("PowerPCCPU.env.tlb.tlbm",), full state paths.
     shared_buffers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    cpu_model: CpuModel | None = None
 
     @property
     def label(self) -> str:
@@ -206,4 +222,15 @@ def _cpu_profile(data: dict[str, Any]) -> Profile:
         ),
         accessors={str(k): f"{data['cpu_type']}.{v}" for k, v in handoff.get("accessors", {}).items()},
         shared_buffers={str(k): tuple(str(p) for p in v) for k, v in handoff.get("shared_buffers", {}).items()},
+        cpu_model=_cpu_model(data.get("cpu_model")),
+    )
+
+
+def _cpu_model(table: dict[str, Any] | None) -> CpuModel | None:
+    if not table:
+        return None
+    return CpuModel(
+        feature_calls=frozenset(_strings(table, "feature_calls")),
+        check_function=str(table.get("check_function", "")),
+        guarantees={str(k): str(v) for k, v in table.get("guarantees", {}).items()},
     )

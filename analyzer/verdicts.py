@@ -11,6 +11,7 @@ from itertools import product
 from .capabilities import Capabilities, Probe
 from .compat import CompatIndex, CompatMitigation
 from .facts.model import Condition, Description, Function, Guard
+from .profile import CpuModel
 from .put_path import Handoff
 
 UNCHECKED = "unchecked"
@@ -36,6 +37,27 @@ class Consumer:
 
 
 @dataclass(frozen=True)
+class ModelCheck:
+    """A CPU-model check at realize that stands in for a post_load.
+
+    needed() tests guest CPU features; a destination with the same CPU model
+    refuses to start unless its host offers them, and such a host passes the
+    put guards naming `guards`. Not a post_load: it holds only while both ends
+    run with a CPU model (s390x: not for `-cpu host` without KVM CPU-model
+    support, nor for machine types that predate CPU models)."""
+
+    function: str  # check_compatibility
+    location: tuple[str, int] | None  # where it is defined, when the profile's files have it
+    features: tuple[str, ...]  # what needed() tests: S390_FEAT_VECTOR
+    guards: tuple[str, ...]  # what those features make hold: KVM_SYNC_VRS
+
+    def describe(self) -> str:
+        """`CPU-model check check_compatibility() at realize (S390_FEAT_VECTOR -> KVM_SYNC_VRS)`."""
+        pairs = ", ".join(f"{feature} -> {guard}" for feature, guard in zip(self.features, self.guards, strict=True))
+        return f"CPU-model check {self.function}() at realize, not a post_load ({pairs})"
+
+
+@dataclass(frozen=True)
 class SubsectionReport:
     description: Description
     parent: Description
@@ -50,6 +72,8 @@ class SubsectionReport:
     verdict: str
     needed_at: tuple[str, int] | None = None  # where the needed() function is defined
     enclosing: tuple[str, ...] = ()  # symbols of the descriptions containing it, nearest first
+    # Set when the verdict is `checked` because of the CPU model rather than a post_load.
+    model_check: ModelCheck | None = None
 
 
 @cache
@@ -157,6 +181,8 @@ class Assessor:
         failure_calls: frozenset[str] = frozenset(),
         assumed_calls: frozenset[str] = frozenset(),
         codec_state: Mapping[str, tuple[str, ...]] | None = None,
+        cpu_model: CpuModel | None = None,
+        model_check_at: tuple[str, int] | None = None,
     ) -> None:
         self.descriptions = descriptions
         self.handoffs = [(h, split_path(h.state_path), path_indices(h.state_path)) for h in handoffs]
@@ -169,6 +195,8 @@ class Assessor:
         self.assumed_calls = assumed_calls
         # VMStateInfo symbol -> the absolute state paths its get function writes.
         self.codec_state = codec_state or {}
+        self.cpu_model = cpu_model
+        self.model_check_at = model_check_at
         # Subsection symbol -> the description listing it, and the #if around the entry.
         self.listed_in: dict[str, tuple[Description, str | None]] = {}
         # Symbol -> the description containing it and the member path from that
@@ -232,6 +260,7 @@ class Assessor:
         base = self.base(description.symbol)
         consumers: list[Consumer] = []
         guarded: list[str] = []
+        guarded_sites: list[list[tuple[Guard, ...]]] = []
         required: set[Probe] = set()
         for field in description.fields:
             if _EQUAL_FIELD.search(field.macro):
@@ -249,17 +278,19 @@ class Assessor:
                 consumers.append(self._consumer(field.path, site))
             if sites and not self._always_delivered([s.guards for s in sites]):
                 guarded.append(field.path)
+                guarded_sites.append([s.guards for s in sites])
                 for site in sites:
                     for guard in site.guards:
                         for atom in guard.condition.atoms():
                             for key in self.capabilities.capability_subjects(atom):
                                 required.update(self.capabilities.probes.get(key, ()))
         checks, covering = self._post_load_checks(description, {p.name for p in required})
+        model = self._model_check(description, guarded_sites) if guarded and not covering else None
         if not consumers:
             verdict = NOT_KVM
         elif not guarded:
             verdict = UNCONDITIONAL
-        elif covering:
+        elif covering or model:
             verdict = CHECKED
         else:
             verdict = UNCHECKED
@@ -277,6 +308,7 @@ class Assessor:
             verdict=verdict,
             needed_at=self._defined_at(description.needed, description.path),
             enclosing=tuple(owner.symbol for owner in self.ancestors(description.symbol)),
+            model_check=model,
         )
 
     def _defined_at(self, name: str | None, near: str) -> tuple[str, int] | None:
@@ -297,23 +329,81 @@ class Assessor:
                         capability.append(name)
         return Consumer(field, handoff, guards, tuple(capability))
 
-    def _always_delivered(self, sites: list[tuple[Guard, ...]]) -> bool:
-        """True when, whatever the host capabilities, some site hands the field over."""
+    def _needed_features(self, description: Description) -> set[str]:
+        """CPU-model features every true return of needed() implies:
+        `return s390_has_feat(S390_FEAT_VECTOR);` -> {S390_FEAT_VECTOR}.
+
+        A return implies the features of the feature calls it makes when it is
+        a plain conjunction; one with `||`, `!` or `?:` implies none."""
+        model = self.cpu_model
+        if model is None or not description.needed or not model.feature_calls:
+            return set()
+        definitions = self.functions.get(description.needed, [])
+        definitions = [f for f in definitions if f.path == description.path] or definitions
+        call = re.compile(rf"\b(?:{'|'.join(map(re.escape, sorted(model.feature_calls)))})\s*\(\s*(\w+)\s*\)")
+        implied: set[str] | None = None
+        for function in definitions:
+            for returned in function.returns:
+                text = returned.value.text.strip()
+                if text in ("false", "0"):
+                    continue  # never sends
+                tested = set() if re.search(r"\|\||!(?!=)|\?", text) else set(call.findall(text))
+                implied = tested if implied is None else implied & tested
+        return implied or set()
+
+    def _model_check(self, description: Description, fields: list[list[tuple[Guard, ...]]]) -> ModelCheck | None:
+        """The CPU-model check that makes every guarded field reach KVM, if the profile has one.
+
+        A capability atom naming only guard constants that needed()'s features
+        guarantee (`can_sync_regs(cs, KVM_SYNC_VRS)` when needed() tests
+        S390_FEAT_VECTOR) holds on any destination that starts; each field must
+        then be delivered whatever the remaining capabilities are."""
+        model = self.cpu_model
+        features = self._needed_features(description)
+        if model is None or not features:
+            return None
+        vouched = {model.guarantees[f] for f in features if f in model.guarantees}
+        paired = set(model.guarantees.values())
+        given: dict[str, bool] = {}
+        used: set[str] = set()
+        for sites in fields:
+            for guards in sites:
+                for guard in guards:
+                    for leaf in guard.condition.leaves():
+                        if leaf.atom is None or not self.capabilities.is_host_capability(leaf.atom):
+                            continue
+                        named = set(leaf.atom.constants) & paired
+                        if named and named <= vouched:
+                            given[leaf.text] = True
+                            used |= named
+        if not given or not all(self._always_delivered(sites, given) for sites in fields):
+            return None
+        pairs = sorted((f, g) for f, g in model.guarantees.items() if f in features and g in used)
+        return ModelCheck(
+            model.check_function,
+            self.model_check_at,
+            tuple(f for f, _ in pairs),
+            tuple(g for _, g in pairs),
+        )
+
+    def _always_delivered(self, sites: list[tuple[Guard, ...]], given: Mapping[str, bool] | None = None) -> bool:
+        """True when, whatever the host capabilities (those in `given` fixed), some site hands the field over."""
+        given = given or {}
         atoms = sorted(
             {
                 atom.text
                 for guards in sites
                 for guard in guards
                 for atom in guard.condition.leaves()
-                if atom.atom is not None and self.capabilities.is_host_capability(atom.atom)
+                if atom.atom is not None and self.capabilities.is_host_capability(atom.atom) and atom.text not in given
             }
         )
-        if not atoms:
+        if not atoms and not given:
             return True
         if len(atoms) > _MAX_ATOMS:
             return False
         for values in product((False, True), repeat=len(atoms)):
-            assignment = dict(zip(atoms, values, strict=True))
+            assignment = {**given, **dict(zip(atoms, values, strict=True))}
             if not any(all(_guard_may_hold(g, assignment) for g in guards) for guards in sites):
                 return False
         return True

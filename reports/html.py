@@ -107,6 +107,15 @@ def _chain(report: SubsectionReport, patch: PatchSite | None) -> list[ChainStep]
         steps.append(ChainStep("probe", f"probed: {probe.name}", f"{probe.kind} in {probe.function}()"))
     if report.checking_post_load:
         steps.append(ChainStep("post_load", f"post_load: {report.checking_post_load}", "verifies the capability"))
+    elif report.model_check:
+        model = report.model_check
+        steps.append(
+            ChainStep(
+                "cpu-model",
+                f"CPU model: {model.function}() at realize",
+                f"not a post_load; host must offer {', '.join(model.features)}",
+            )
+        )
     elif patch is not None:
         steps.append(ChainStep("missing", "post_load: no capability check", f"patch site: {patch.post_load}"))
     else:
@@ -135,6 +144,9 @@ def _subsection_view(analysis: Analysis, report: SubsectionReport, sources: _Sou
         excerpts.append(sources.excerpt(Location(h.path, h.line), f"{consumer.field} {h.how} in {h.function}()"))
     for probe in report.required:
         excerpts.append(sources.excerpt(Location(probe.path, probe.line), f"{probe.name} probed in {probe.function}()"))
+    model = report.model_check
+    if model is not None and model.location is not None:
+        excerpts.append(sources.excerpt(Location(*model.location), model.describe()))
     for mitigation in report.compat:
         for array, line in zip(mitigation.arrays, mitigation.entry_lines, strict=True):
             excerpts.append(

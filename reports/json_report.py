@@ -63,7 +63,7 @@ def document(result: AuditResult) -> dict[str, Any]:
 
 def _subsection(unit: str, report: SubsectionReport) -> dict[str, Any]:
     d = report.description
-    return {
+    entry: dict[str, Any] = {
         "unit": unit,
         "symbol": d.symbol,
         "name": d.name,
@@ -89,6 +89,18 @@ def _subsection(unit: str, report: SubsectionReport) -> dict[str, Any]:
         "compat_properties": [m.property.name for m in report.compat],
         "verdict": report.verdict,
     }
+    model = report.model_check
+    if model is not None:
+        # Only where it applies, so documents of targets without a CPU model stay as they were.
+        file, line = model.location or (None, None)
+        entry["cpu_model_check"] = {
+            "function": model.function,
+            "file": file,
+            "line": line,
+            "features": list(model.features),
+            "guards": list(model.guards),
+        }
+    return entry
 
 
 def render(result: AuditResult) -> str:

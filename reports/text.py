@@ -16,6 +16,16 @@ def render(result: AuditResult) -> str:
         for related in finding.related:
             rel = related.location
             lines.append(f"    {rel.path}:{rel.line}: {related.message}")
+    for report in result.subsections:
+        model = report.model_check
+        if model is not None:
+            d = report.description
+            where = f" ({model.location[0]}:{model.location[1]})" if model.location else ""
+            lines.append(
+                f"{d.path}:{d.line}: note: subsection '{d.name or d.symbol}' is checked by the CPU model, "
+                f"not a post_load: {model.function}(){where} refuses to start a destination whose host lacks "
+                f"{', '.join(model.features)}, which makes {', '.join(model.guards)} hold"
+            )
     diagnostics = result.diagnostics
     for diagnostic in diagnostics:
         lines.append(f"{diagnostic.path}:{diagnostic.line}: note: {diagnostic.message}")

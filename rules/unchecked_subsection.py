@@ -8,6 +8,19 @@ What it checks
     from KVM_CAP_EXCEPTION_PAYLOAD), when no post_load of the subsection or of
     a description containing it verifies that capability.
 
+What counts as a check
+    A post_load of the subsection or of a description containing it (or a
+    function it calls) that fails or warns when the capability alone is
+    missing. Or, for targets whose profile has a [cpu_model] table, the
+    guest CPU model: when needed() returns true only if it tests a CPU-model
+    feature (`return s390_has_feat(S390_FEAT_VECTOR);`) and the profile
+    pairs that feature with the guard's constant (S390_FEAT_VECTOR =
+    "KVM_SYNC_VRS"), a destination with the same CPU model refuses to start
+    on a host without the feature (s390x: check_compatibility() at realize),
+    so the guard holds there. Such a subsection is `checked`, and reports
+    name the CPU-model check, not a post_load (JSON `cpu_model_check`). It
+    is no protection for runs without a CPU model.
+
 Why it matters
     Source and destination run the same QEMU, but the destination host has
     an older kernel. The subsection loads without complaint, then the put

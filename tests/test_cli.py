@@ -332,3 +332,28 @@ def test_target_narrows_and_repeats(tmp_path: Path) -> None:
     missing = run_cli("audit", str(MINI), "--target", "arm")
     assert missing.returncode == 2
     assert "not a QEMU tree with arm KVM support (missing target/arm/machine.c)" in missing.stderr
+
+
+def test_cpu_model_check_is_reported_apart_from_post_loads() -> None:
+    tree = MINI.parent / "target-s390x"
+    document = json.loads(run_cli("audit", str(tree), "--format", "json", "--target", "s390x").stdout)
+    jsonschema.validate(document, SCHEMA)
+    by_name = {s["name"]: s for s in document["subsections"]}
+    # cpu/vregs: needed() tests S390_FEAT_VECTOR, the put needs KVM_SYNC_VRS.
+    assert by_name["cpu/vregs"]["verdict"] == "checked"
+    assert by_name["cpu/vregs"]["cpu_model_check"] == {
+        "function": "check_compatibility",
+        "file": "target/s390x/cpu_models.c",
+        "line": 9,
+        "features": ["S390_FEAT_VECTOR"],
+        "guards": ["KVM_SYNC_VRS"],
+    }
+    # cpu/gscb is checked by its post_load; cpu/bpbc tests a feature paired with another guard.
+    assert "cpu_model_check" not in by_name["cpu/gscb"]
+    assert by_name["cpu/bpbc"]["verdict"] == "unchecked"
+    assert "cpu_model_check" not in by_name["cpu/bpbc"]
+    text = run_cli("audit", str(tree), "--target", "s390x").stdout
+    assert (
+        "target/s390x/machine.c:54: note: subsection 'cpu/vregs' is checked by the CPU model, not a post_load: "
+        "check_compatibility() (target/s390x/cpu_models.c:9)"
+    ) in text

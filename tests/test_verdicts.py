@@ -245,3 +245,27 @@ def test_pinned_subscripts_select_elements(field: str, handoff: str, meet: bool)
     field_indices = ((),) * len(base) + path_indices(field)
     assert overlaps(base + split_path(field), split_path(handoff))
     assert indices_meet(field_indices, path_indices(handoff)) is meet
+
+
+@pytest.mark.parametrize(
+    ("needed", "verdict"),
+    [
+        ("return s390_has_feat(S390_FEAT_VECTOR);", "checked"),
+        ("return cpu->env.vx_enabled && s390_has_feat(S390_FEAT_VECTOR);", "checked"),  # a conjunct implies it
+        ("return s390_has_feat(S390_FEAT_VECTOR) || cpu->env.vx_enabled;", "unchecked"),
+        ("return !s390_has_feat(S390_FEAT_VECTOR);", "unchecked"),
+        ("return s390_has_feat(S390_FEAT_BPB);", "unchecked"),  # BPB vouches for KVM_SYNC_BPBC only
+        ("if (!kvm_enabled()) {\n        return false;\n    }\n    return s390_has_feat(S390_FEAT_VECTOR);", "checked"),
+    ],
+)
+def test_cpu_model_guarantee_follows_what_needed_implies(tmp_path: Path, needed: str, verdict: str) -> None:
+    tree = tmp_path / "qemu"
+    shutil.copytree(FIXTURES / "target-s390x", tree)
+    machine = tree / "target" / "s390x" / "machine.c"
+    text = machine.read_text()
+    original = "return s390_has_feat(S390_FEAT_VECTOR);"
+    assert text.count(original) == 1
+    machine.write_text(text.replace(original, "S390CPU *cpu = opaque;\n    " + needed))
+    report = _report(audit(tree, "s390x"), "cpu/vregs")
+    assert report.verdict == verdict
+    assert (report.model_check is not None) is (verdict == "checked")

@@ -76,7 +76,8 @@ def _enclosing_symbol(node: Node, text: Text) -> str:
 
 # Which facts each role of file gives; the rest would be parsed for nothing
 # (target/i386/cpu.c is read for its properties, not its 300 functions).
-_FUNCTION_ROLES = {"vmstate", "kvm", "helpers", "accel", "machines"}
+# A profile's [cpu_model] check function is looked up in its "cpu_model" files.
+_FUNCTION_ROLES = {"vmstate", "kvm", "helpers", "accel", "machines", "cpu_model"}
 
 
 def extract_file(path: str, source: bytes, profile: Profile, role: str | None = None) -> FileFacts:
