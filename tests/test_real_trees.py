@@ -317,6 +317,7 @@ PPC = [
     "ppc/spapr",
     "ppc/ppc-timebase",
 ]
+S390X = ["s390x", "s390x/s390-flic"]
 
 
 # The units the default audit covers: every target profile whose CPU and KVM
@@ -325,10 +326,10 @@ PPC = [
 @pytest.mark.parametrize(
     ("major", "units"),
     [
-        ("5", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86, *PPC]),
-        ("7", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86, *PPC, "riscv"]),
+        ("5", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86, *PPC, *S390X]),
+        ("7", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86, *PPC, "riscv", *S390X]),
         # riscv_aplic and riscv_imsic: the in-kernel AIA, configured but never given state.
-        ("10", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86, *XEN, "loongarch", *PPC, "riscv", *AIA]),
+        ("10", ["arm", "arm/gic", "arm/gicv3", "arm/gicv3_its", *X86, *XEN, "loongarch", *PPC, "riscv", *AIA, *S390X]),
     ],
 )
 def test_default_audit_covers_every_target(major: str, units: list[str]) -> None:
