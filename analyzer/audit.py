@@ -347,7 +347,7 @@ def _migrated_paths(
         ".".join([*assessor.base(symbol), *split_path(f.path)])
         for symbol, d in descriptions.items()
         for f in d.fields
-        if not f.codec
+        if not f.codec and f.path  # VMSTATE_WITH_TMP: its temporary's own fields count
     }
     carried.update(path for paths in codec_state.values() for path in paths)
     callbacks = {c for d in descriptions.values() for c in (d.pre_save, d.post_load) if c}

@@ -10,7 +10,7 @@ from itertools import product
 
 from .capabilities import Capabilities, Probe
 from .compat import CompatIndex, CompatMitigation
-from .facts.model import Condition, Description, Function, Guard
+from .facts.model import Condition, Description, Function, Guard, VMStateField
 from .profile import CpuModel
 from .put_path import Handoff
 
@@ -77,6 +77,11 @@ class SubsectionReport:
 
 
 @cache
+def _shown(field: VMStateField) -> str:
+    """How reports name a field: its path, or the temporary a VMSTATE_WITH_TMP goes through."""
+    return field.path or field.embeds or field.macro
+
+
 def split_path(path: str) -> tuple[str, ...]:
     """`env.xmm_regs[i].ZMM_Q(2)` -> [env, xmm_regs, ZMM_Q]."""
     out: list[str] = []
@@ -239,9 +244,13 @@ class Assessor:
         types = [f.struct_type for f in root.fields if f.struct_type]
         if not types and all(not path for _, path in chain):
             # A root with no fields, only subsections (hw/ppc/spapr_cpu_core.c
-            # "spapr_cpu"), shares its opaque with them: the subsection's own
-            # fields name the type.
-            types = [f.struct_type for f in self.descriptions[symbol].fields if f.struct_type]
+            # "spapr_cpu"), shares its opaque with them: the outermost of them
+            # with fields names the type (for a VMSTATE_WITH_TMP temporary, the
+            # subsection holding it rather than the temporary's own type).
+            for owner in [*(d for d, _ in reversed(chain[:-1])), self.descriptions[symbol]]:
+                types = [f.struct_type for f in owner.fields if f.struct_type]
+                if types:
+                    break
         parts = types[:1]
         for _, path in reversed(chain):
             parts.extend(split_path(path))
@@ -256,6 +265,18 @@ class Assessor:
             if symbol in self.descriptions
         ]
 
+    def _carried(
+        self, field: VMStateField, base: tuple[str, ...]
+    ) -> list[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]]:
+        """The absolute state paths a field carries, with the indices they pin."""
+        if field.codec:  # a hand-written field: what its get function writes
+            return [(split_path(p), path_indices(p)) for p in self.codec_state.get(field.codec, ())]
+        if field.macro == "VMSTATE_WITH_TMP":
+            # What the temporary's fields hold; the profile maps its type onto the state's.
+            tmp = self.descriptions.get(field.embeds or "")
+            return [carried for f in tmp.fields for carried in self._carried(f, base)] if tmp else []
+        return [(base + split_path(field.path), ((),) * len(base) + path_indices(field.path))]
+
     def assess(self, description: Description, parent: Description, ifdef: str | None) -> SubsectionReport:
         base = self.base(description.symbol)
         consumers: list[Consumer] = []
@@ -265,19 +286,16 @@ class Assessor:
         for field in description.fields:
             if _EQUAL_FIELD.search(field.macro):
                 continue
-            if field.codec:
-                carried = [(split_path(p), path_indices(p)) for p in self.codec_state.get(field.codec, ())]
-            else:
-                carried = [(base + split_path(field.path), ((),) * len(base) + path_indices(field.path))]
+            carried = self._carried(field, base)
             sites = [
                 h
                 for h, path, pinned in self.handoffs
                 if any(overlaps(absolute, path) and indices_meet(indices, pinned) for absolute, indices in carried)
             ]
             for site in sites:
-                consumers.append(self._consumer(field.path, site))
+                consumers.append(self._consumer(_shown(field), site))
             if sites and not self._always_delivered([s.guards for s in sites]):
-                guarded.append(field.path)
+                guarded.append(_shown(field))
                 guarded_sites.append([s.guards for s in sites])
                 for site in sites:
                     for guard in site.guards:
@@ -298,7 +316,7 @@ class Assessor:
             description=description,
             parent=parent,
             ifdef=ifdef,
-            fields=tuple(f.path for f in description.fields),
+            fields=tuple(_shown(f) for f in description.fields),
             consumers=tuple(consumers),
             guarded_fields=tuple(guarded),
             required=tuple(sorted(required)),

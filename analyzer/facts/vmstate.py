@@ -165,6 +165,11 @@ def _field(item: Node, text: Text, masked: MaskedSource) -> VMStateField | None:
     if not macro.startswith("VMSTATE"):
         return None
     args = named_children(arguments)
+    if macro == "VMSTATE_WITH_TMP" and len(args) == 3:
+        # VMSTATE_WITH_TMP(KVMS390FLICState, KVMS390FLICStateMigTmp, tmp_vmsd): the
+        # state's values go through a temporary the embedded description carries.
+        state_type, _, tmp = (text.compact(a) for a in args)
+        return VMStateField(macro, "", state_type, tmp, line_of(item), masked.condition_at(item.start_byte))
     struct_type = None
     if len(args) > 1:
         struct_type = text.compact(args[1]).removeprefix("struct").removeprefix("union") or None
