@@ -14,12 +14,12 @@ from .compat import CompatIndex
 from .config import Config
 from .errors import InputError
 from .facts.batch import Job, extract_many
-from .facts.model import Codec, Description, Diagnostic, FileFacts, Function, Reference
+from .facts.model import Codec, Description, Diagnostic, Expression, FileFacts, Function, Reference
 from .findings import Finding, sorted_findings
-from .inventory import collect_descriptions, description_files
+from .inventory import candidate_paths, collect_descriptions, description_files
 from .profile import Profile, available_targets, load_profile, load_units
 from .put_path import CallEdge, Handoff, MsrAccess, ReadBack, find_handoffs, find_msr_accesses, find_read_backs
-from .tree import DirectoryReader, QemuTree, TreeReader, UnusableFileError, open_tree
+from .tree import DirectoryReader, QemuTree, ReadOnce, TreeReader, UnusableFileError, open_tree
 from .verdicts import Assessor, SubsectionReport, overlaps, split_path
 
 Progress = Callable[[str, int, int], None]
@@ -132,7 +132,21 @@ def analyse_units(
     reader = DirectoryReader(root) if isinstance(root, Path) else root
     if not reader.has_directory("target") or not reader.has_directory("include"):
         raise InputError(f"{reader.label}: not a QEMU source tree (no target/ and include/ directories)")
-    names = list(dict.fromkeys(targets)) or present_targets(reader)
+    # A tree whose files have not changed since a cached run (by their stat
+    # data, before reading any) gets that run's analysis back.
+    candidates = candidate_paths(reader)
+    requested = list(dict.fromkeys(targets))
+    stamp_key = (
+        cache.stamp_key(repr(config.capabilities), requested, reader.stamps([*candidates, "VERSION"]))
+        if cache
+        else None
+    )
+    if cache and stamp_key:
+        previous = cache.load_stamped(stamp_key)
+        if isinstance(previous, tuple) and previous and all(isinstance(a, Analysis) for a in previous):
+            return previous
+    unit_reader = ReadOnce(reader)  # the units' files, each read once
+    names = requested or present_targets(unit_reader)
     if not names:
         # The most useful message names what a target with machine.c lacks.
         for target in available_targets():
@@ -142,15 +156,17 @@ def analyse_units(
         raise InputError(
             f"{reader.label}: no target with KVM support found (profiles: {', '.join(available_targets())})"
         )
-    units = _open_units(reader, names, config)
+    units = _open_units(unit_reader, names, config)
     vmstate_paths = {f.path for _, tree in units for f in tree.files if f.role == "vmstate"}
-    inventory_files = list(description_files(reader, vmstate_paths))
+    inventory_files = list(description_files(reader, vmstate_paths, candidates))
     # A tree read before, byte for byte, with the same code and settings:
     # its whole analysis comes from the cache.
     key = cache.analysis_key(repr(config.capabilities), units, inventory_files) if cache else None
     if cache and key:
         previous = cache.load_analysis(key)
         if isinstance(previous, tuple) and all(isinstance(a, Analysis) for a in previous):
+            if stamp_key:
+                cache.store_stamped(stamp_key, key)  # touched but unchanged: next time by stat
             return previous
     # Every unit's files and every device file with a description, in one batch.
     batch: list[Job] = [(f.path, f.data, f.role, index) for index, (_, tree) in enumerate(units) for f in tree.files]
@@ -164,11 +180,15 @@ def analyse_units(
     inventory, inventory_diagnostics = collect_descriptions(inventory_files, inventory_facts, own)
     references = {ff.path: ff.references for ff in all_facts if ff.references}
     analyses: list[Analysis] = []
-    cpu: Analysis | None = None
+    # A device's KVM code calls into its target CPU's (kvm_has_adjust_clock_stable()):
+    # it borrows those functions and extends their capability solution.
+    lent: list[Function] = []
+    base: Capabilities | None = None
     for (profile, tree), facts in zip(units, unit_facts, strict=True):
-        analysis = _analyse_unit(profile, tree, facts, cpu if profile.unit != "cpu" else None, inventory)
-        if profile.unit == "cpu":
-            cpu = analysis
+        is_cpu = profile.unit == "cpu"
+        analysis = _analyse_unit(profile, tree, facts, [] if is_cpu else lent, None if is_cpu else base, inventory)
+        if is_cpu:
+            lent, base = _functions_in(tree, facts, "kvm", "helpers", "accel"), analysis.capabilities
         analyses.append(analysis)
     first = analyses[0]
     analyses[0] = replace(
@@ -179,6 +199,8 @@ def analyse_units(
     result = tuple(analyses)
     if cache and key:
         cache.store_analysis(key, result)
+        if stamp_key:
+            cache.store_stamped(stamp_key, key)
     return result
 
 
@@ -212,22 +234,20 @@ def _analyse_unit(
     profile: Profile,
     tree: QemuTree,
     facts: list[FileFacts],
-    cpu: Analysis | None,
+    lent: list[Function],
+    base: Capabilities | None,
     inventory: tuple[Description, ...],
 ) -> Analysis:
-    """One unit's analysis; a device's (`cpu` given) also reads its target CPU's
-    KVM code, which its own calls into (kvm_has_adjust_clock_stable())."""
+    """One unit's analysis; a device's also reads the `lent` KVM functions of its
+    target CPU, whose capability solution `base` it extends."""
 
     def functions_of(*roles: str) -> list[Function]:
         return _functions_in(tree, facts, *roles)
 
-    lent = _functions_in(cpu.tree, list(cpu.facts), "kvm", "helpers", "accel") if cpu else []
     kvm_functions = functions_of("kvm", "helpers", "accel") + lent
     # machine.c is in scope for its post_loads' locals (`len = kvm_max_nested_state_length()`).
     # A device extends its CPU's solution rather than solving that code again.
-    capabilities = Capabilities(
-        functions_of("vmstate", "kvm", "helpers", "accel"), profile, cpu.capabilities if cpu else None
-    )
+    capabilities = Capabilities(functions_of("vmstate", "kvm", "helpers", "accel"), profile, base)
     table_entries = [e for ff in _facts_in(tree, facts, "kvm") for e in ff.table_entries]
     handoffs, put_calls = find_handoffs(kvm_functions, profile, table_entries)
     read_backs = find_read_backs(kvm_functions, profile)
@@ -279,7 +299,7 @@ def _analyse_unit(
     return Analysis(
         tree=tree,
         profile=profile,
-        facts=tuple(facts),
+        facts=tuple(_summary(ff) for ff in facts),
         capabilities=capabilities,
         handoffs=tuple(handoffs),
         put_calls=tuple(put_calls),
@@ -332,6 +352,25 @@ def _codec_state(
         }
         state[symbol] = tuple(sorted(written))
     return state
+
+
+def _summary(facts: FileFacts) -> FileFacts:
+    """What rules and patch sites read of a file's facts once the analysis is done.
+
+    A function keeps its signature and its returns' subjects, not its calls,
+    assignments and guards: those are the bulk of the facts, and a whole
+    analysis is cached and read back on every unchanged re-run."""
+    functions = tuple(
+        replace(
+            f,
+            calls=(),
+            assignments=(),
+            reads=(),
+            returns=tuple(replace(r, value=Expression(r.value.text, r.value.subjects), guards=()) for r in f.returns),
+        )
+        for f in facts.functions
+    )
+    return replace(facts, functions=functions, references=())
 
 
 def _migrated_paths(

@@ -10,10 +10,12 @@ read or written is simply not used.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import pickle
 import tempfile
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -100,11 +102,46 @@ class FactsCache:
             key.update(len(encoded).to_bytes(8, "little") + encoded)
         return key.hexdigest()
 
+    def stamp_key(self, settings: str, targets: Sequence[str], stamps: str | None) -> str | None:
+        """A key for a tree whose files have not changed since a run (Tree.stamps),
+        known before reading any of them."""
+        if self.directory is None or stamps is None:
+            return None
+        key = hashlib.sha256(_analysis_digest())
+        for part in (settings, ",".join(targets), stamps):
+            key.update(len(part).to_bytes(8, "little") + part.encode("utf-8", "surrogateescape"))
+        return key.hexdigest()
+
+    def load_stamped(self, stamp_key: str) -> object | None:
+        """The analysis last stored for this stamp key, if any."""
+        pointer = self._stamp_entry(stamp_key)
+        try:
+            key = pointer.read_text().strip() if pointer is not None and pointer.is_file() else ""
+        except OSError:
+            return None
+        return self.load_analysis(key) if key else None
+
+    def store_stamped(self, stamp_key: str, key: str) -> None:
+        pointer = self._stamp_entry(stamp_key)
+        if pointer is not None:
+            self._write(pointer, key.encode())
+
+    def _stamp_entry(self, stamp_key: str) -> Path | None:
+        return None if self.directory is None else self.directory / "analyses" / "stamps" / stamp_key
+
     def load_analysis(self, key: str) -> object | None:
         entry = self._analysis_entry(key)
         try:
             # Only this tool writes here, keyed by content: not untrusted input.
-            return pickle.loads(entry.read_bytes()) if entry is not None and entry.is_file() else None
+            if entry is None or not entry.is_file():
+                return None
+            data = entry.read_bytes()
+            gc.disable()  # a graph of many small objects: collections find nothing to free
+            try:
+                analysis: object = pickle.loads(data)
+            finally:
+                gc.enable()
+            return analysis
         except Exception:
             return None
 

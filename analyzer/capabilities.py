@@ -42,8 +42,7 @@ class Capabilities:
         self._local_values: dict[str, dict[int, frozenset[Probe]]] = (
             {key: dict(values) for key, values in base._local_values.items()} if base else {}
         )
-        self._functions = tuple(functions)
-        self._solve()
+        self._solve(tuple(functions))
 
     # -- queries -----------------------------------------------------------
 
@@ -198,8 +197,9 @@ class Capabilities:
             outputs.extend((s, probe) for s in argument.subjects if s.startswith(("local:", "var:")))
         return outputs
 
-    def _solve(self) -> None:
-        for function in self._functions:
+    def _solve(self, functions: tuple[Function, ...]) -> None:
+        # The functions are not kept: an analysis (with this) is cached whole.
+        for function in functions:
             for call in function.calls:
                 for key, probe in self._query_outputs(call, function):
                     self._add(key, frozenset({probe}))
@@ -209,7 +209,7 @@ class Capabilities:
                         values[call.line] = values.get(call.line, frozenset()) | {probe}
         for _ in range(20):
             changed = False
-            for function in self._functions:
+            for function in functions:
                 for assignment in function.assignments:
                     probes = self._assignment_probes(assignment, function)
                     if assignment.target.startswith("local:"):

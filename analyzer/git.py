@@ -62,6 +62,9 @@ class RevisionReader:
         paths = (line[len(prefix) :] for line in listing.splitlines() if line.endswith(suffixes))
         return sorted(p for p in paths if not p.startswith(exclude))
 
+    def stamps(self, paths: list[str]) -> str | None:
+        return None  # a revision is read through git: its blobs are the key
+
     def read(self, path: str) -> bytes | None:
         # One `git cat-file --batch` serves every read: the inventory reads
         # some 2,600 files, and a process per file would take seconds.

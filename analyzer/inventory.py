@@ -24,13 +24,20 @@ _NOT_SYSTEM = ("linux-user/", "bsd-user/", "linux-headers/")
 InventoryFile = tuple[str, bytes | None, str | None, str]  # path, bytes, why it is unusable, role
 
 
-def description_files(reader: TreeReader, skip: Iterable[str] = ()) -> Iterator[InventoryFile]:
+def candidate_paths(reader: TreeReader) -> list[str]:
+    """Every C file, header and `.c.inc` file the inventory may read."""
+    return reader.c_files(_EXCLUDED + _NOT_SYSTEM, (".c", ".h", ".inc"))
+
+
+def description_files(
+    reader: TreeReader, skip: Iterable[str] = (), paths: list[str] | None = None
+) -> Iterator[InventoryFile]:
     """(path, bytes, problem, role) of every C file that mentions VMStateDescription
     (role `inventory`), and of every other C file, header or `.c.inc` file
     that may name one (role `references`: `vms`/`vmm` in its bytes, as in
-    vmstate_*, vmsd, vms_*)."""
+    vmstate_*, vmsd, vms_*), among `paths` (default: candidate_paths)."""
     skipped = set(skip)
-    for path in reader.c_files(_EXCLUDED + _NOT_SYSTEM, (".c", ".h", ".inc")):
+    for path in candidate_paths(reader) if paths is None else paths:
         if path in skipped:
             continue
         try:

@@ -121,3 +121,57 @@ def test_code_digest_covers_subpackages(tmp_path: Path) -> None:
     before = digest()
     (package / "facts" / "extract.py").write_text("new = 1\n")
     assert digest() != before
+
+
+def test_unchanged_tree_is_not_read_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The files' stat data match the cached run's: no file is opened.
+    from analyzer.tree import DirectoryReader
+
+    cache = FactsCache(tmp_path / "cache")
+    cold = audit(MINI, cache=cache)
+
+    def fail(self: DirectoryReader, path: str) -> bytes | None:
+        raise AssertionError(f"read {path}")
+
+    monkeypatch.setattr(DirectoryReader, "read", fail)
+    assert _json(audit(MINI, cache=cache)) == _json(cold)
+
+
+def test_touched_but_unchanged_files_reuse_the_analysis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from analyzer.tree import DirectoryReader
+
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    cache = FactsCache(tmp_path / "cache")
+    cold = _json(audit(tree, cache=cache))
+    machine = tree / "target/i386/machine.c"
+    os.utime(machine, ns=(machine.stat().st_atime_ns, machine.stat().st_mtime_ns + 10**9))
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the analysis ran again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(analyzer.audit, "Capabilities", fail)
+        assert _json(audit(tree, cache=cache)) == cold  # read and hashed: same bytes
+    with monkeypatch.context() as patched:
+        patched.setattr(DirectoryReader, "read", fail)
+        assert _json(audit(tree, cache=cache)) == cold  # and now known by its new stat data
+
+
+def test_a_file_shared_by_units_is_extracted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzer.facts.batch import extract_many
+    from analyzer.profile import load_profile
+
+    calls = _count_extractions(monkeypatch)
+    accel = b"int kvm_check_extension(KVMState *s, unsigned int extension) { return 0; }\n"
+    profiles = [load_profile("i386"), load_profile("arm")]
+    jobs = [("accel/kvm/kvm-all.c", accel, "accel", 0), ("accel/kvm/kvm-all.c", accel, "accel", 1)]
+    first, second = extract_many(jobs, profiles)
+    assert calls == ["accel/kvm/kvm-all.c"]
+    assert first is second
+    # A file that names one target's CPU state gives that target facts of its own.
+    cpu = b"void f(X86CPU *cpu) { cpu->env.a20_mask = 1; }\n"
+    extract_many([("x.c", cpu, "kvm", 0), ("x.c", cpu, "kvm", 1)], profiles)
+    assert calls[1:] == ["x.c", "x.c"]
