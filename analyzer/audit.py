@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,7 +18,16 @@ from .facts.model import Codec, Description, Diagnostic, Expression, FileFacts, 
 from .findings import Finding, sorted_findings
 from .inventory import candidate_paths, collect_descriptions, description_files
 from .profile import Profile, available_targets, load_profile, load_units
-from .put_path import CallEdge, Handoff, MsrAccess, ReadBack, find_handoffs, find_msr_accesses, find_read_backs
+from .put_path import (
+    CallEdge,
+    Handoff,
+    MsrAccess,
+    ReadBack,
+    find_handoffs,
+    find_msr_accesses,
+    find_read_backs,
+    index_functions,
+)
 from .tree import DirectoryReader, QemuTree, ReadOnce, TreeReader, UnusableFileError, open_tree
 from .verdicts import Assessor, SubsectionReport, overlaps, split_path
 
@@ -182,13 +191,13 @@ def analyse_units(
     analyses: list[Analysis] = []
     # A device's KVM code calls into its target CPU's (kvm_has_adjust_clock_stable()):
     # it borrows those functions and extends their capability solution.
-    lent: list[Function] = []
+    lent: dict[str, list[Function]] = {}
     base: Capabilities | None = None
     for (profile, tree), facts in zip(units, unit_facts, strict=True):
         is_cpu = profile.unit == "cpu"
-        analysis = _analyse_unit(profile, tree, facts, [] if is_cpu else lent, None if is_cpu else base, inventory)
+        analysis = _analyse_unit(profile, tree, facts, {} if is_cpu else lent, None if is_cpu else base, inventory)
         if is_cpu:
-            lent, base = _functions_in(tree, facts, "kvm", "helpers", "accel"), analysis.capabilities
+            lent, base = index_functions(_functions_in(tree, facts, "kvm", "helpers", "accel")), analysis.capabilities
         analyses.append(analysis)
     first = analyses[0]
     analyses[0] = replace(
@@ -234,7 +243,7 @@ def _analyse_unit(
     profile: Profile,
     tree: QemuTree,
     facts: list[FileFacts],
-    lent: list[Function],
+    lent: Mapping[str, list[Function]],
     base: Capabilities | None,
     inventory: tuple[Description, ...],
 ) -> Analysis:
@@ -244,7 +253,7 @@ def _analyse_unit(
     def functions_of(*roles: str) -> list[Function]:
         return _functions_in(tree, facts, *roles)
 
-    kvm_functions = functions_of("kvm", "helpers", "accel") + lent
+    kvm_functions = index_functions(functions_of("kvm", "helpers", "accel"), then=lent)
     # machine.c is in scope for its post_loads' locals (`len = kvm_max_nested_state_length()`).
     # A device extends its CPU's solution rather than solving that code again.
     capabilities = Capabilities(functions_of("vmstate", "kvm", "helpers", "accel"), profile, base)
@@ -269,7 +278,7 @@ def _analyse_unit(
     assessor = Assessor(
         descriptions,
         handoffs,
-        functions_of("vmstate", "kvm", "helpers", "accel") + lent,
+        index_functions(functions_of("vmstate", "kvm", "helpers", "accel"), then=lent),
         capabilities,
         compat,
         profile.failure_calls,

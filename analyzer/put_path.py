@@ -9,7 +9,7 @@ copied into something outside the state (`events.x = env->x`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from .facts.model import Assignment, Expression, Function, Guard, TableEntry
@@ -44,7 +44,7 @@ def _is_member(path: str, profile: Profile) -> bool:
     return path.startswith(profile.cpu_type + ".") and path not in profile.state_roots
 
 
-def _passes_on(callee: str, index: int, by_name: dict[str, list[Function]], sinks: dict[str, set[int]]) -> bool:
+def _passes_on(callee: str, index: int, by_name: Mapping[str, list[Function]], sinks: dict[str, set[int]]) -> bool:
     """Whether argument `index` of a call to `callee` leaves for KVM (or somewhere we cannot see)."""
     if callee not in by_name:
         return True
@@ -52,7 +52,7 @@ def _passes_on(callee: str, index: int, by_name: dict[str, list[Function]], sink
     return index in sinks[callee] or all(index >= len(f.parameters) for f in by_name[callee])
 
 
-def _sink_parameters(by_name: dict[str, list[Function]], profile: Profile) -> dict[str, set[int]]:
+def _sink_parameters(by_name: Mapping[str, list[Function]], profile: Profile) -> dict[str, set[int]]:
     """For each function, the parameters whose value leaves it: stored outside
     its locals, or passed on to an external call or to another such parameter.
     `kvm_msr_entry_add(cpu, index, value)` sinks `value`; `freq_within_bounds`
@@ -81,14 +81,20 @@ def _sink_parameters(by_name: dict[str, list[Function]], profile: Profile) -> di
     return sinks
 
 
-def _by_name(functions: Iterable[Function]) -> dict[str, list[Function]]:
+def index_functions(
+    functions: Iterable[Function], then: Mapping[str, list[Function]] | None = None
+) -> dict[str, list[Function]]:
+    """Definitions by name: `functions` first, then those already indexed in `then`
+    (a device's own before the hundreds it borrows from its CPU, indexed once)."""
     by_name: dict[str, list[Function]] = {}
     for function in functions:
         by_name.setdefault(function.name, []).append(function)
+    for name, definitions in (then or {}).items():
+        by_name[name] = by_name[name] + definitions if name in by_name else definitions
     return by_name
 
 
-def _reachable(by_name: dict[str, list[Function]], entries: Iterable[str]) -> dict[str, list[Function]]:
+def _reachable(by_name: Mapping[str, list[Function]], entries: Iterable[str]) -> dict[str, list[Function]]:
     """The part of `by_name` that calls from `entries` reach: all a walk from them
     can visit, and all whose parameters it can ask about (a device unit's entry
     points reach a few of the hundreds of functions it borrows)."""
@@ -104,7 +110,7 @@ def _reachable(by_name: dict[str, list[Function]], entries: Iterable[str]) -> di
 
 
 def _walk(
-    by_name: dict[str, list[Function]], entries: Iterable[str]
+    by_name: Mapping[str, list[Function]], entries: Iterable[str]
 ) -> Iterator[tuple[Function, tuple[Guard, ...], tuple[str, ...]]]:
     """Every function reached from `entries`, once per call path, with the guards
     of the calls that lead to it and the chain of names from the entry point."""
@@ -176,7 +182,7 @@ class _LocalCopies:
 
 
 def find_handoffs(
-    functions: Iterable[Function], profile: Profile, table_entries: Iterable[TableEntry] = ()
+    functions: Mapping[str, list[Function]], profile: Profile, table_entries: Iterable[TableEntry] = ()
 ) -> tuple[list[Handoff], list[CallEdge]]:
     """Return every handoff reachable from the put entry points, and the calls followed.
 
@@ -186,7 +192,7 @@ def find_handoffs(
     request that makes KVM reread a buffer shared with it
     (`kvm_vcpu_ioctl(cs, KVM_DIRTY_TLB, &dirty_tlb)` and ppc's `env->tlb.tlbm`,
     registered by address at vCPU init): the buffer's contents go to KVM there."""
-    by_name = _reachable(_by_name(functions), profile.put_entry_points)
+    by_name = _reachable(functions, profile.put_entry_points)
     readers = _table_readers(profile, table_entries)
     sinks = _sink_parameters(by_name, profile)
     handoffs: set[Handoff] = set()
@@ -273,10 +279,12 @@ class MsrAccess:
     guards: tuple[Guard, ...]
 
 
-def find_msr_accesses(functions: Iterable[Function], profile: Profile, entries: Iterable[str]) -> list[MsrAccess]:
+def find_msr_accesses(
+    functions: Mapping[str, list[Function]], profile: Profile, entries: Iterable[str]
+) -> list[MsrAccess]:
     """MSR indices given to the profile's MSR-entry calls on the paths from `entries`."""
     found: set[MsrAccess] = set()
-    for function, guards, _ in _walk(_by_name(functions), entries):
+    for function, guards, _ in _walk(functions, entries):
         for call in function.calls:
             position = profile.msr_entry_calls.get(call.callee)
             if position is None or position >= len(call.arguments):
@@ -297,10 +305,10 @@ class ReadBack:
     line: int
 
 
-def find_read_backs(functions: Iterable[Function], profile: Profile) -> list[ReadBack]:
+def find_read_backs(functions: Mapping[str, list[Function]], profile: Profile) -> list[ReadBack]:
     """State members assigned from KVM data in the functions the get entry points reach."""
     found: set[ReadBack] = set()
-    for function, _, _ in _walk(_by_name(functions), profile.get_entry_points):
+    for function, _, _ in _walk(functions, profile.get_entry_points):
         for assignment in function.assignments:
             # A constant (`env->has_error_code = 0`) resets; only data read back counts.
             if assignment.target_is_state and assignment.value.subjects:

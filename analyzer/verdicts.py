@@ -180,7 +180,7 @@ class Assessor:
         self,
         descriptions: Mapping[str, Description],
         handoffs: Iterable[Handoff],
-        functions: Iterable[Function],
+        functions: Mapping[str, list[Function]],  # definitions by name (put_path.index_functions)
         capabilities: Capabilities,
         compat: CompatIndex,
         failure_calls: frozenset[str] = frozenset(),
@@ -191,9 +191,7 @@ class Assessor:
     ) -> None:
         self.descriptions = descriptions
         self.handoffs = [(h, split_path(h.state_path), path_indices(h.state_path)) for h in handoffs]
-        self.functions: dict[str, list[Function]] = {}
-        for function in functions:
-            self.functions.setdefault(function.name, []).append(function)
+        self.functions = functions
         self.capabilities = capabilities
         self.compat = compat
         self.failure_calls = failure_calls

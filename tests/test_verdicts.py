@@ -269,3 +269,15 @@ def test_cpu_model_guarantee_follows_what_needed_implies(tmp_path: Path, needed:
     report = _report(audit(tree, "s390x"), "cpu/vregs")
     assert report.verdict == verdict
     assert (report.model_check is not None) is (verdict == "checked")
+
+
+def test_description_file_gives_the_functions_its_descriptions_reach() -> None:
+    # needed() and what it calls are read; the rest of a device file is not.
+    source = b"""
+static bool helper(void *opaque) { return true; }
+static bool x_needed(void *opaque) { return helper(opaque); }
+static void realize(void *dev) { helper(dev); }
+static const VMStateDescription vmstate_x = { .name = "x", .needed = x_needed };
+"""
+    facts = extract_file("hw/misc/x.c", source, load_profile("i386"), "vmstate")
+    assert [f.name for f in facts.functions] == ["helper", "x_needed"]

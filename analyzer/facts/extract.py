@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tree_sitter import Node
 
 from ..preprocess import description_spans, mask
@@ -12,6 +14,8 @@ from .model import Diagnostic, FileFacts, Function, TableEntry
 from .properties import extract_compat_arrays, extract_machines, extract_properties
 from .references import scan_references
 from .vmstate import extract_codecs, extract_descriptions
+
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 
 
 def _file_scope(root: Node, text: Text, path: str) -> dict[str, Variable]:
@@ -74,6 +78,31 @@ def _enclosing_symbol(node: Node, text: Text) -> str:
     return "file scope"
 
 
+def _called_from(roots: set[str], definitions: list[Node], text: Text) -> list[Node]:
+    """The definitions named in `roots` and those they call, directly or not, in file order."""
+    by_name: dict[str, Node] = {}
+    for node in definitions:
+        declarator = node.child_by_field_name("declarator")
+        name = declarator_name(declarator) if declarator is not None else None
+        if name:
+            by_name.setdefault(name, node)
+    wanted: set[str] = set()
+    stack = [name for name in roots if name in by_name]
+    while stack:
+        name = stack.pop()
+        if name in wanted:
+            continue
+        wanted.add(name)
+        stack.extend(c for c in _callees(by_name[name], text) if c in by_name and c not in wanted)
+    return [node for node in definitions if any(by_name.get(name) is node for name in wanted)]
+
+
+def _callees(function: Node, text: Text) -> set[str]:
+    """Identifiers a function body calls, or mentions (a callback passed by name)."""
+    body = function.child_by_field_name("body")
+    return set(_IDENTIFIER.findall(text.raw(body))) if body is not None else set()
+
+
 # Which facts each role of file gives; the rest would be parsed for nothing
 # (target/i386/cpu.c is read for its properties, not its 300 functions).
 # A profile's [cpu_model] check function is looked up in its "cpu_model" files.
@@ -108,22 +137,29 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
     except UnicodeDecodeError as undecodable:
         line = source.count(b"\n", 0, undecodable.start) + 1
         diagnostics.append(Diagnostic(path, line, "not valid UTF-8; read with replacement characters"))
-    functions: list[Function] = []
-    if role is None or role in _FUNCTION_ROLES:
-        file_scope = _file_scope(root, text, path)
-        for node in root.named_children:
-            if node.type == "function_definition":
-                condition = masked.condition_at(node.start_byte)
-                function = extract_function(node, text, path, profile, file_scope, condition)
-                if function is not None:
-                    functions.append(function)
     descriptions, description_diagnostics = (
         extract_descriptions(root, text, masked, path) if role in (None, "vmstate", "inventory") else ([], [])
     )
+    codecs = extract_codecs(root, text, path) if role in (None, "vmstate") else []
+    functions: list[Function] = []
+    if role is None or role in _FUNCTION_ROLES:
+        file_scope = _file_scope(root, text, path)
+        definitions = [n for n in root.named_children if n.type == "function_definition"]
+        if role == "vmstate":
+            # A description file (spapr.c has 178 functions) is read for what its
+            # descriptions call back (needed, post_load, ...) and what those call.
+            roots = {c for d in descriptions for c in (d.needed, d.post_load, d.pre_load, d.pre_save) if c}
+            roots |= {f for c in codecs for f in (c.get, c.put) if f}
+            definitions = _called_from(roots, definitions, text)
+        for node in definitions:
+            condition = masked.condition_at(node.start_byte)
+            function = extract_function(node, text, path, profile, file_scope, condition)
+            if function is not None:
+                functions.append(function)
     return FileFacts(
         path=path,
         descriptions=tuple(descriptions),
-        codecs=tuple(extract_codecs(root, text, path)) if role in (None, "vmstate") else (),
+        codecs=tuple(codecs),
         functions=tuple(functions),
         # A device's common file defines its qdev properties beside its description.
         properties=tuple(extract_properties(root, text, path, profile))
