@@ -10,6 +10,7 @@ from pathlib import Path
 from . import __version__
 from .cache import FactsCache
 from .capabilities import Capabilities
+from .collector import collector_paused
 from .compat import CompatIndex
 from .config import Config
 from .errors import InputError
@@ -137,7 +138,18 @@ def analyse_units(
 ) -> tuple[Analysis, ...]:
     """One analysis per unit (each target's CPU, then its KVM-backed devices),
     for `targets` or, when empty, every target the tree has."""
-    config = config or Config()
+    with collector_paused():
+        return _analyse_units(root, targets, progress, config or Config(), cache, jobs)
+
+
+def _analyse_units(
+    root: Path | TreeReader,
+    targets: Sequence[str],
+    progress: Progress | None,
+    config: Config,
+    cache: FactsCache | None,
+    jobs: int,
+) -> tuple[Analysis, ...]:
     reader = DirectoryReader(root) if isinstance(root, Path) else root
     if not reader.has_directory("target") or not reader.has_directory("include"):
         raise InputError(f"{reader.label}: not a QEMU source tree (no target/ and include/ directories)")

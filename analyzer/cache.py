@@ -10,7 +10,6 @@ read or written is simply not used.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 import pickle
@@ -20,6 +19,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from .collector import collector_paused
 from .facts.model import FileFacts
 from .profile import Profile
 from .tree import QemuTree
@@ -136,11 +136,8 @@ class FactsCache:
             if entry is None or not entry.is_file():
                 return None
             data = entry.read_bytes()
-            gc.disable()  # a graph of many small objects: collections find nothing to free
-            try:
+            with collector_paused():
                 analysis: object = pickle.loads(data)
-            finally:
-                gc.enable()
             return analysis
         except Exception:
             return None

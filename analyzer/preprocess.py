@@ -204,7 +204,7 @@ def _closers(masked: bytes, code: bytes) -> tuple[bytes, tuple[int, int] | None]
 
 
 # `static const VMStateDescription vmstate_foo = {`, from the start of its line.
-_DESCRIPTION = re.compile(rb"\bVMStateDescription\s+(?:\*\s*)?\w+\s*=\s*\{")
+_DESCRIPTION = re.compile(rb"VMStateDescription\s+(?:\*\s*)?\w+\s*=\s*\{")
 _NOT_IN_A_DECLARATION_PREFIX = re.compile(rb"[;{}]")
 _BRACE = re.compile(rb"[{}]")
 
@@ -221,7 +221,11 @@ def description_spans(masked: bytes) -> list[tuple[int, int]]:
     position = 0
     for start in _DESCRIPTION.finditer(masked):
         line_start = masked.rfind(b"\n", 0, start.start()) + 1
-        if line_start < position or _NOT_IN_A_DECLARATION_PREFIX.search(masked, line_start, start.start()):
+        if (
+            line_start < position
+            or not _starts_word(masked, start.start())
+            or _NOT_IN_A_DECLARATION_PREFIX.search(masked, line_start, start.start())
+        ):
             continue
         depth = 0
         end = len(masked)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -87,20 +88,23 @@ class DirectoryReader:
 
     def read(self, path: str) -> bytes | None:
         file = self.root / path
-        if file.is_symlink() and not file.exists():
-            try:
-                file.stat()
-            except OSError as error:
-                if error.errno == errno.ELOOP:
-                    raise UnusableFileError("symbolic link loop") from None
-            raise UnusableFileError("dangling symbolic link")
-        if not file.exists():
-            return None
-        if not file.is_file():
-            raise UnusableFileError("not a regular file")
+        # One stat in the common case (the inventory reads ~4,800 files); the
+        # link checks only when it fails.
         try:
-            if file.stat().st_size > MAX_FILE_BYTES:
-                raise UnusableFileError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, likely generated")
+            status = file.stat()
+        except FileNotFoundError:
+            if file.is_symlink():
+                raise UnusableFileError("dangling symbolic link") from None
+            return None
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise UnusableFileError("symbolic link loop") from None
+            raise UnusableFileError(f"cannot read: {error.strerror or error}") from None
+        if not stat.S_ISREG(status.st_mode):
+            raise UnusableFileError("not a regular file")
+        if status.st_size > MAX_FILE_BYTES:
+            raise UnusableFileError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, likely generated")
+        try:
             return file.read_bytes()
         except FileNotFoundError:
             raise UnusableFileError("vanished while being read") from None

@@ -175,3 +175,19 @@ def test_a_file_shared_by_units_is_extracted_once(monkeypatch: pytest.MonkeyPatc
     cpu = b"void f(X86CPU *cpu) { cpu->env.a20_mask = 1; }\n"
     extract_many([("x.c", cpu, "kvm", 0), ("x.c", cpu, "kvm", 1)], profiles)
     assert calls[1:] == ["x.c", "x.c"]
+
+
+def test_collector_is_paused_only_while_analysing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    seen: list[bool] = []
+    original = analyzer.audit.Capabilities
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(gc.isenabled())
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(analyzer.audit, "Capabilities", spy)
+    audit(MINI)
+    assert seen == [False]
+    assert gc.isenabled()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
@@ -24,6 +25,7 @@ _worker_profiles: list[Profile] = []
 def _start_worker(profiles: list[Profile]) -> None:
     global _worker_profiles
     _worker_profiles = profiles  # sent once per worker, not once per file
+    gc.disable()  # a short-lived process building acyclic facts: see analyzer/collector.py
 
 
 def _extract(job: Job, profiles: list[Profile]) -> FileFacts:

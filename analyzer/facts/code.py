@@ -461,8 +461,28 @@ def collect_locals(function: Node, text: Text, scope: Scope, profile: Profile) -
                 if value is not None and type_name not in profile.state_types and type_name != profile.cpu_type:
                     _, alias = extractor.member_path(value)
                 scope.locals[name] = Variable(prefix + name, type_name, alias)
-        stack.extend(current.named_children)
+        elif current.type not in _NO_DECLARATIONS_INSIDE:
+            stack.extend(current.named_children)
     return tuple(parameter_keys)
+
+
+# Subtrees where C puts no declaration (bar GNU statement expressions, which
+# QEMU keeps to macros): collect_locals need not walk them, which is most of a body.
+_NO_DECLARATIONS_INSIDE = frozenset(
+    {
+        "expression_statement",
+        "return_statement",
+        "call_expression",
+        "argument_list",
+        "binary_expression",
+        "assignment_expression",
+        "field_expression",
+        "subscript_expression",
+        "string_literal",
+        "concatenated_string",
+        "parenthesized_expression",
+    }
+)
 
 
 def extract_function(
