@@ -14,7 +14,7 @@ from .collector import collector_paused
 from .compat import CompatIndex
 from .config import Config
 from .errors import InputError
-from .facts.batch import Job, extract_many
+from .facts.batch import Batch, Job, worker_pool
 from .facts.model import Codec, Description, Diagnostic, Expression, FileFacts, Function, Reference
 from .findings import Finding, sorted_findings
 from .inventory import candidate_paths, collect_descriptions, description_files
@@ -178,39 +178,36 @@ def _analyse_units(
             f"{reader.label}: no target with KVM support found (profiles: {', '.join(available_targets())})"
         )
     units = _open_units(unit_reader, names, config)
-    vmstate_paths = {f.path for _, tree in units for f in tree.files if f.role == "vmstate"}
-    inventory_files = list(description_files(reader, vmstate_paths, candidates))
-    # A tree read before, byte for byte, with the same code and settings:
-    # its whole analysis comes from the cache.
-    key = cache.analysis_key(repr(config.capabilities), units, inventory_files) if cache else None
-    if cache and key:
-        previous = cache.load_analysis(key)
-        if isinstance(previous, tuple) and all(isinstance(a, Analysis) for a in previous):
-            if stamp_key:
-                cache.store_stamped(stamp_key, key)  # touched but unchanged: next time by stat
-            return previous
-    # Every unit's files and every device file with a description, in one batch.
-    batch: list[Job] = [(f.path, f.data, f.role, index) for index, (_, tree) in enumerate(units) for f in tree.files]
-    batch += [(path, data, role, None) for path, data, _, role in inventory_files if data is not None]
-    all_facts = extract_many(batch, [profile for profile, _ in units], cache, progress, jobs)
-    unit_facts: list[list[FileFacts]] = [[] for _ in units]
-    inventory_facts: list[FileFacts] = []
-    for (_, _, _, unit), file_facts in zip(batch, all_facts, strict=True):
-        (inventory_facts if unit is None else unit_facts[unit]).append(file_facts)
+    profiles = [profile for profile, _ in units]
+    unit_jobs: list[Job] = [(f.path, f.data, f.role, i) for i, (_, tree) in enumerate(units) for f in tree.files]
+    # On worker processes: the units' files start at once, the inventory's once
+    # read; the units' analysis then runs here while the inventory's go on there.
+    with worker_pool(jobs, profiles, len(unit_jobs) + len(candidates)) as pool:
+        unit_batch = Batch(unit_jobs, profiles, cache, pool, largest_first=False)
+        vmstate_paths = {f.path for _, tree in units for f in tree.files if f.role == "vmstate"}
+        inventory_files = list(description_files(reader, vmstate_paths, candidates))
+        # A tree read before, byte for byte, with the same code and settings:
+        # its whole analysis comes from the cache.
+        key = cache.analysis_key(repr(config.capabilities), units, inventory_files) if cache else None
+        if cache and key:
+            previous = cache.load_analysis(key)
+            if isinstance(previous, tuple) and all(isinstance(a, Analysis) for a in previous):
+                if stamp_key:
+                    cache.store_stamped(stamp_key, key)  # touched but unchanged: next time by stat
+                return previous
+        inventory_jobs: list[Job] = [
+            (path, data, role, None) for path, data, _, role in inventory_files if data is not None
+        ]
+        inventory_batch = Batch(inventory_jobs, profiles, cache, pool)
+        # Unit by unit, each as soon as its files are: the next ones' are being
+        # extracted meanwhile.
+        jobs_of = [[j for j, job in enumerate(unit_jobs) if job[3] == i] for i in range(len(units))]
+        analyses, unit_facts = _analyse_each(units, lambda i: unit_batch.facts(progress, jobs_of[i]))
+        inventory_facts = inventory_batch.facts(progress)
     own = {f.path: f.descriptions for facts in unit_facts for f in facts if f.descriptions}
     inventory, inventory_diagnostics = collect_descriptions(inventory_files, inventory_facts, own)
-    references = {ff.path: ff.references for ff in all_facts if ff.references}
-    analyses: list[Analysis] = []
-    # A device's KVM code calls into its target CPU's (kvm_has_adjust_clock_stable()):
-    # it borrows those functions and extends their capability solution.
-    lent: dict[str, list[Function]] = {}
-    base: Capabilities | None = None
-    for (profile, tree), facts in zip(units, unit_facts, strict=True):
-        is_cpu = profile.unit == "cpu"
-        analysis = _analyse_unit(profile, tree, facts, {} if is_cpu else lent, None if is_cpu else base, inventory)
-        if is_cpu:
-            lent, base = index_functions(_functions_in(tree, facts, "kvm", "helpers", "accel")), analysis.capabilities
-        analyses.append(analysis)
+    references = {ff.path: ff.references for facts in [*unit_facts, inventory_facts] for ff in facts if ff.references}
+    analyses = [replace(analysis, inventory=inventory) for analysis in analyses]
     first = analyses[0]
     analyses[0] = replace(
         first,
@@ -223,6 +220,27 @@ def _analyse_units(
         if stamp_key:
             cache.store_stamped(stamp_key, key)
     return result
+
+
+def _analyse_each(
+    units: list[tuple[Profile, QemuTree]], facts_of: Callable[[int], list[FileFacts]]
+) -> tuple[list[Analysis], list[list[FileFacts]]]:
+    """Each unit's analysis, and the facts of its files (`facts_of(index)`)."""
+    analyses: list[Analysis] = []
+    unit_facts: list[list[FileFacts]] = []
+    # A device's KVM code calls into its target CPU's (kvm_has_adjust_clock_stable()):
+    # it borrows those functions and extends their capability solution.
+    lent: dict[str, list[Function]] = {}
+    base: Capabilities | None = None
+    for index, (profile, tree) in enumerate(units):
+        facts = facts_of(index)
+        unit_facts.append(facts)
+        is_cpu = profile.unit == "cpu"
+        analysis = _analyse_unit(profile, tree, facts, {} if is_cpu else lent, None if is_cpu else base)
+        if is_cpu:
+            lent, base = index_functions(_functions_in(tree, facts, "kvm", "helpers", "accel")), analysis.capabilities
+        analyses.append(analysis)
+    return analyses, unit_facts
 
 
 def analyse(
@@ -257,7 +275,6 @@ def _analyse_unit(
     facts: list[FileFacts],
     lent: Mapping[str, list[Function]],
     base: Capabilities | None,
-    inventory: tuple[Description, ...],
 ) -> Analysis:
     """One unit's analysis; a device's also reads the `lent` KVM functions of its
     target CPU, whose capability solution `base` it extends."""
@@ -330,7 +347,6 @@ def _analyse_unit(
         migrated=tuple(migrated),
         subsections=tuple(subsections),
         diagnostics=tuple(sorted(set(diagnostics), key=_diagnostic_order)),
-        inventory=inventory,
     )
 
 

@@ -191,3 +191,34 @@ def test_collector_is_paused_only_while_analysing(monkeypatch: pytest.MonkeyPatc
     audit(MINI)
     assert seen == [False]
     assert gc.isenabled()
+
+
+def test_batch_gives_the_facts_asked_for_in_that_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzer.facts.batch import Batch, worker_pool
+    from analyzer.profile import load_profile
+
+    monkeypatch.setattr(analyzer.facts.batch, "PARALLEL_THRESHOLD", 1)
+    profiles = [load_profile("i386")]
+    jobs = [(f"f{i}.c", f"int f{i}(void) {{ return {i}; }}\n".encode(), "kvm", 0) for i in range(9)]
+    with worker_pool(2, profiles, len(jobs)) as pool:
+        assert pool is not None
+        batch = Batch(jobs, profiles, None, pool, largest_first=False)
+        assert [f.path for f in batch.facts(wanted=[7, 2])] == ["f7.c", "f2.c"]
+        assert [f.path for f in batch.facts()] == [f"f{i}.c" for i in range(9)]
+
+
+def test_a_cached_analysis_found_while_workers_run_ends_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The units' files go to the workers before the inventory is read; a
+    # content-key hit then returns at once, the workers' pending work dropped.
+    import os
+
+    monkeypatch.setattr(analyzer.facts.batch, "PARALLEL_THRESHOLD", 1)
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    cache = FactsCache(tmp_path / "cache")
+    cold = _json(audit(tree, cache=cache, jobs=2))
+    machine = tree / "target/i386/machine.c"
+    os.utime(machine, ns=(machine.stat().st_atime_ns, machine.stat().st_mtime_ns + 10**9))
+    assert _json(audit(tree, cache=cache, jobs=2)) == cold
