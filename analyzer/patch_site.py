@@ -70,7 +70,9 @@ def _accessor(analysis: Analysis, key: str) -> Accessor:
         if stand_in is not None:
             return replace(stand_in, flag=flag)
     where = Location(probes[0].path, probes[0].line) if probes else None
-    member = flag.rsplit(".", 1)[-1]
+    # has_msr_smi_count -> kvm_has_msr_smi_count; arm's cap_has_inject_serror_esr
+    # -> kvm_has_inject_serror_esr; ppc's cap_one_reg -> kvm_has_one_reg.
+    member = flag.rsplit(".", 1)[-1].removeprefix("cap_")
     name = f"kvm_{member}" if member.startswith("has_") else f"kvm_has_{member}"
     return Accessor(flag, name, False, where, exportable=key.startswith("var:"))
 

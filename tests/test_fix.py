@@ -207,3 +207,42 @@ def test_nothing_to_patch(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert result.stderr == "vmstate-guard: no unchecked subsection: nothing to patch\n"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "subsections"),
+    [
+        # kvm_put_vcpu_events: cap_has_inject_serror_esr and kvm_has_vcpu_events() (target/arm/kvm.c).
+        ("arm", {"cpu/serror"}),
+        # target/ppc/kvm.c: cap_one_reg (tm), cap_segstate (sr, slb); cpu/tlbmas's
+        # env->kvm_sw_tlb is a member no accessor returns as it stands.
+        ("ppc", {"cpu/tm", "cpu/sr", "cpu/slb"}),
+    ],
+)
+def test_real_tree_series_other_targets(target: str, subsections: set[str], tmp_path: Path) -> None:
+    source = real_tree("10")
+    patches = _fix(source, tmp_path / "patches", "--target", target, "--signoff", "Jane Doe <jane@example.org>")
+    copy = tmp_path / "tree"
+    for directory in (f"target/{target}", "accel/kvm", "include/hw/core"):
+        shutil.copytree(source / directory, copy / directory)
+    for relative in ("hw/core/machine.c", "VERSION"):
+        (copy / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / relative, copy / relative)
+    before = audit(copy, target)
+    _apply(copy, patches)
+    after = audit(copy, target)
+    parse_errors = lambda result: {d.message for d in result.analysis.diagnostics if "could not parse" in d.message}  # noqa: E731
+    assert parse_errors(after) == parse_errors(before)
+    unchecked = lambda result: {f.subsection for f in result.findings if f.rule == "VG001"}  # noqa: E731
+    assert unchecked(before) - unchecked(after) == subsections
+    verdicts = {r.description.name: r.verdict for r in after.analysis.subsections}
+    assert all(verdicts[name] == "checked" for name in subsections)
+    checkpatch = source / "scripts" / "checkpatch.pl"
+    for patch in patches:
+        text = patch.read_text()
+        assert "qemu/error-report.h" in (copy / f"target/{target}/machine.c").read_text()
+        assert "/**\n+bool" not in text  # not between a doc comment and its function
+        done = subprocess.run(
+            ["perl", str(checkpatch), "--no-tree", str(patch)], capture_output=True, text=True, check=False
+        )
+        assert "total: 0 errors" in done.stdout, done.stdout[-1500:]
