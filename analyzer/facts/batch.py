@@ -104,6 +104,14 @@ class Batch:
 
     def facts(self, progress: Progress | None = None, wanted: Iterable[int] | None = None) -> list[FileFacts]:
         """The facts of the `wanted` jobs (default: all), in that order."""
+        if wanted is None:
+            # Rather than wait, take the chunks no worker has started, from the
+            # back of the queue (the workers take from the front).
+            for position in reversed(range(len(self.chunks))):
+                chunk, future = self.chunks[position]
+                if future.cancel():
+                    for index in chunk:
+                        self._store(index, _extract(self.jobs[index], self.profiles), progress)
         found: list[FileFacts] = []
         for i in range(len(self.jobs)) if wanted is None else wanted:
             index = self.same_as[i]
@@ -118,8 +126,12 @@ class Batch:
     def _extract(self, index: int, progress: Progress | None) -> None:
         if index in self.chunk_of:
             chunk, future = self.chunks[self.chunk_of[index]]
-            for i, extracted in zip(chunk, future.result(), strict=True):
-                self._store(i, extracted, progress)
+            if not future.cancel():  # started: wait for it; else extract it here
+                for i, extracted in zip(chunk, future.result(), strict=True):
+                    self._store(i, extracted, progress)
+                return
+            for i in chunk:
+                self._store(i, _extract(self.jobs[i], self.profiles), progress)
         else:
             self._store(index, _extract(self.jobs[index], self.profiles), progress)
 
