@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from .facts.model import Assignment, Expression, Function, Guard, TableEntry
+from .facts.model import Assignment, Call, Expression, Function, Guard, TableEntry
 from .profile import Profile
 
 # A call chain deeper than this is not a put path worth following.
@@ -181,6 +181,17 @@ class _LocalCopies:
         return found
 
 
+def _handoff(
+    function: Function,
+    chain: tuple[str, ...],
+    site: Call | Assignment,
+    guards: tuple[Guard, ...],
+    state_path: str,
+    how: str,
+) -> Handoff:
+    return Handoff(state_path, function.name, function.path, site.line, site.column, how, guards, chain)
+
+
 def find_handoffs(
     functions: Mapping[str, list[Function]], profile: Profile, table_entries: Iterable[TableEntry] = ()
 ) -> tuple[list[Handoff], list[CallEdge]]:
@@ -199,48 +210,25 @@ def find_handoffs(
     edges: set[CallEdge] = set()
     for function, guards, chain in _walk(by_name, profile.put_entry_points):
         copies = _LocalCopies(function, profile)
+
         for call in function.calls:
             call_guards = (*guards, *call.guards)
             for state_path, entry in readers.get(call.callee, ()):
                 how = f"read by {call.callee}() from {entry.table}[] ({entry.path}:{entry.line})"
-                handoffs.add(
-                    Handoff(state_path, function.name, function.path, call.line, call.column, how, call_guards, chain)
-                )
+                handoffs.add(_handoff(function, chain, call, call_guards, state_path, how))
             for request in sorted({c for a in call.arguments for c in a.constants} & profile.shared_buffers.keys()):
                 for state_path in profile.shared_buffers[request]:
-                    if not _is_member(state_path, profile):
-                        continue  # another unit's buffer (a device lent the CPU's KVM code)
-                    how = f"shared with KVM, reread on {request} passed to {call.callee}()"
-                    handoffs.add(
-                        Handoff(
-                            state_path,
-                            function.name,
-                            function.path,
-                            call.line,
-                            call.column,
-                            how,
-                            call_guards,
-                            chain,
-                        )
-                    )
+                    if _is_member(state_path, profile):  # not another unit's buffer (lent KVM code)
+                        how = f"shared with KVM, reread on {request} passed to {call.callee}()"
+                        handoffs.add(_handoff(function, chain, call, call_guards, state_path, how))
             if not profile.is_ignored_call(call.callee):
                 for index, argument in enumerate(call.arguments):
                     if not _passes_on(call.callee, index, by_name, sinks):
                         continue  # a helper of ours that does not pass this argument on
                     for state_path in copies.carried(argument, call.line, call.guards):
                         if _is_member(state_path, profile):
-                            how = f"passed to {call.callee}()"
                             handoffs.add(
-                                Handoff(
-                                    state_path,
-                                    function.name,
-                                    function.path,
-                                    call.line,
-                                    call.column,
-                                    how,
-                                    call_guards,
-                                    chain,
-                                )
+                                _handoff(function, chain, call, call_guards, state_path, f"passed to {call.callee}()")
                             )
             if call.callee in by_name and call.callee not in chain and len(chain) < _MAX_DEPTH:
                 for callee in by_name[call.callee]:
@@ -251,18 +239,7 @@ def find_handoffs(
             for state_path in copies.carried(assignment.value, assignment.line, assignment.guards):
                 if _is_member(state_path, profile):
                     how = f"copied into {assignment.target_text}"
-                    handoffs.add(
-                        Handoff(
-                            state_path,
-                            function.name,
-                            function.path,
-                            assignment.line,
-                            assignment.column,
-                            how,
-                            (*guards, *assignment.guards),
-                            chain,
-                        )
-                    )
+                    handoffs.add(_handoff(function, chain, assignment, (*guards, *assignment.guards), state_path, how))
     ordered = sorted(handoffs, key=lambda h: (h.path, h.line, h.column, h.state_path, h.chain))
     return ordered, sorted(edges, key=lambda e: (e.path, e.line, e.callee))
 
