@@ -303,7 +303,7 @@ def _analyse_unit(
         for description in ff.descriptions:
             descriptions.setdefault(description.symbol, description)
     codecs = {c.symbol: c for ff in _facts_in(tree, facts, "vmstate") for c in ff.codecs}
-    codec_state = _codec_state(descriptions, codecs, functions_of("vmstate"))
+    codec_state = _codec_state(descriptions, codecs, functions_of("vmstate"), profile)
     assessor = Assessor(
         descriptions,
         handoffs,
@@ -373,20 +373,18 @@ def _reachable(roots: Iterable[str], functions: list[Function]) -> list[Function
 
 
 def _codec_state(
-    descriptions: dict[str, Description], codecs: dict[str, Codec], functions: list[Function]
+    descriptions: dict[str, Description], codecs: dict[str, Codec], functions: list[Function], profile: Profile
 ) -> dict[str, tuple[str, ...]]:
     """For each VMStateInfo a hand-written field uses, the state its get function
-    writes (`get_power()`: `cpu->power_state = ...` -> ARMCPU.power_state)."""
+    writes (`get_power()`: `cpu->power_state = ...` -> ARMCPU.power_state), itself
+    or through a profile setter (`vfp_set_fpsr(env, val)`)."""
     used = {f.codec for d in descriptions.values() for f in d.fields if f.codec}
     state: dict[str, tuple[str, ...]] = {}
     for symbol in sorted(used & codecs.keys()):
         get = codecs[symbol].get
-        written = {
-            a.target.removeprefix("field:")
-            for f in _reachable([get] if get else [], functions)
-            for a in f.assignments
-            if a.target_is_state
-        }
+        reached = _reachable([get] if get else [], functions)
+        written = {a.target.removeprefix("field:") for f in reached for a in f.assignments if a.target_is_state}
+        written.update(p for f in reached for c in f.calls for p in profile.setters.get(c.callee, ()))
         state[symbol] = tuple(sorted(written))
     return state
 

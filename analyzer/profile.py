@@ -87,6 +87,9 @@ class Profile:
     # when a put-path call passes the request constant: "KVM_DIRTY_TLB" ->
     # ("PowerPCCPU.env.tlb.tlbm",), full state paths.
     shared_buffers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Calls that write CPU state computed from their last argument
+    # (`vfp_set_fpsr(env, val)` -> ("ARMCPU.env.vfp.fpsr",)): full state paths.
+    setters: dict[str, tuple[str, ...]] = field(default_factory=dict)
     cpu_model: CpuModel | None = None
 
     @property
@@ -222,6 +225,7 @@ def _cpu_profile(data: dict[str, Any]) -> Profile:
         ),
         accessors={str(k): f"{data['cpu_type']}.{v}" for k, v in handoff.get("accessors", {}).items()},
         shared_buffers={str(k): tuple(str(p) for p in v) for k, v in handoff.get("shared_buffers", {}).items()},
+        setters={str(k): tuple(f"{data['cpu_type']}.{p}" for p in v) for k, v in handoff.get("setters", {}).items()},
         cpu_model=_cpu_model(data.get("cpu_model")),
     )
 

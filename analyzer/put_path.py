@@ -291,4 +291,8 @@ def find_read_backs(functions: Mapping[str, list[Function]], profile: Profile) -
             if assignment.target_is_state and assignment.value.subjects:
                 path = assignment.target.removeprefix("field:")
                 found.add(ReadBack(path, function.name, function.path, assignment.line))
+        for call in function.calls:  # `vfp_set_fpsr(env, fpr)`: a profile setter
+            if call.callee in profile.setters and call.arguments and call.arguments[-1].subjects:
+                for path in profile.setters[call.callee]:
+                    found.add(ReadBack(path, function.name, function.path, call.line))
     return sorted(found, key=lambda r: (r.path, r.line, r.state_path))

@@ -373,6 +373,21 @@ def test_gicv3_device_verdicts(major: str) -> None:
     assert set(verdicts.values()) <= {"not-kvm"}
 
 
+# arm 10.0 "cpu/vfp/fpcr_fpsr" carries FPCR and FPSR through hand-written
+# fields whose get_fpcr/get_fpsr call vfp_set_fpcr/vfp_set_fpsr (machine.c
+# 101-150); kvm_arch_put_fpsimd hands `fpr = vfp_get_fpsr(env)` and
+# vfp_get_fpcr to KVM_SET_ONE_REG with no guard (kvm.c 2150-2157). Through the
+# profile's accessors and setters: unconditional, and no hand-written field
+# left untraced (5.2 and 7.2's fpscr goes through vfp_set_fpscr alike).
+@pytest.mark.parametrize("major", VERSIONS)
+def test_arm_fp_status_registers_are_traced(major: str) -> None:
+    (arm,) = [a for a in _audit_all(major).analyses if a.profile.label == "arm"]
+    verdicts = {r.description.name: r.verdict for r in arm.subsections}
+    if major == "10":
+        assert verdicts["cpu/vfp/fpcr_fpsr"] == "unconditional"
+    assert not [d for d in arm.diagnostics if "hand-written field" in d.message and "fp" in d.message]
+
+
 # VG004 over every unit: only x86's env.error_code. The GIC's num_irq is put
 # (as a count, by kvm_arm_gic_put) and recomputed by kvm_arm_gic_get, but it
 # is the "num-irq" qdev property (DEFINE_PROP_UINT32 in arm_gic_common.c),
