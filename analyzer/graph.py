@@ -97,6 +97,13 @@ def _add_unit(graph: nx.MultiDiGraph[Node], analysis: Analysis) -> None:
                     d.path,
                     d.line,
                 )
+        model = report.model_check
+        if model is not None:
+            # checked by the CPU-model check at realize, not by a post_load (s390x)
+            path, line = model.location or ("", 0)
+            check = node((path, model.function), "function")
+            features = " ".join(f"{f}->{g}" for f, g in zip(model.features, model.guards, strict=True))
+            edge(sub, check, "checked-by-cpu-model", path, line, features=features)
         if report.needed_at:
             for mitigation in report.compat:
                 prop = mitigation.property

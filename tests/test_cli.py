@@ -357,3 +357,14 @@ def test_cpu_model_check_is_reported_apart_from_post_loads() -> None:
         "target/s390x/machine.c:54: note: subsection 'cpu/vregs' is checked by the CPU model, not a post_load: "
         "check_compatibility() (target/s390x/cpu_models.c:9)"
     ) in text
+
+
+def test_graph_links_a_cpu_model_check(tmp_path: Path) -> None:
+    # fixtures/target-s390x: cpu/vregs is checked by check_compatibility()
+    # (cpu_models.c), which the graph names, with the feature and guard it pairs.
+    s390x = MINI.parent / "target-s390x"
+    data = json.loads(run_cli("graph", str(s390x), "--target", "s390x", "--format", "json").stdout)
+    checks = [e for e in data["edges"] if e["kind"] == "checked-by-cpu-model"]
+    vregs = [e for e in checks if e["source"].endswith("#vmstate_vregs")]
+    assert vregs and vregs[0]["target"] == "target/s390x/cpu_models.c#check_compatibility"
+    assert vregs[0]["features"] == "S390_FEAT_VECTOR->KVM_SYNC_VRS"
