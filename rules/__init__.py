@@ -15,6 +15,7 @@ from . import (
     msr_capability_mismatch,
     state_not_migrated,
     subsection_always_sent,
+    subsection_name_duplicate,
     subsection_name_prefix,
     unchecked_subsection,
 )
@@ -60,6 +61,7 @@ RULES: tuple[Rule, ...] = (
     _rule(state_not_migrated),
     _rule(msr_capability_mismatch),
     _rule(description_unregistered),
+    _rule(subsection_name_duplicate),
 )
 
 

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..facts.model import Description
+from ..facts.model import Description, SubsectionEntry
 
 
 def listed_subsections(inventory: tuple[Description, ...]) -> Iterator[tuple[Description, Description]]:
-    """(parent, subsection) for every `.subsections` entry whose description we found.
+    """(parent, subsection) for every `.subsections` entry whose description we found."""
+    for parent, _, subsection in listed_entries(inventory):
+        yield parent, subsection
+
+
+def listed_entries(
+    inventory: tuple[Description, ...],
+) -> Iterator[tuple[Description, SubsectionEntry, Description]]:
+    """(parent, entry, subsection) for every `.subsections` entry whose description we found.
 
     Entries resolve within the parent's file first (symbols are file-static and
     18 of them repeat across files), then to a unique description elsewhere.
@@ -24,4 +32,4 @@ def listed_subsections(inventory: tuple[Description, ...]) -> Iterator[tuple[Des
             if found is None and len(by_symbol.get(entry.symbol, [])) == 1:
                 found = by_symbol[entry.symbol][0]
             if found is not None:
-                yield parent, found
+                yield parent, entry, found
