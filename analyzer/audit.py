@@ -162,10 +162,8 @@ def _analyse_units(
         if cache
         else None
     )
-    if cache and stamp_key:
-        previous = cache.load_stamped(stamp_key)
-        if isinstance(previous, tuple) and previous and all(isinstance(a, Analysis) for a in previous):
-            return previous
+    if cache and stamp_key and (previous := _analyses(cache.load_stamped(stamp_key))):
+        return previous
     unit_reader = ReadOnce(reader)  # the units' files, each read once
     names = requested or present_targets(unit_reader)
     if not names:
@@ -189,12 +187,10 @@ def _analyse_units(
         # A tree read before, byte for byte, with the same code and settings:
         # its whole analysis comes from the cache.
         key = cache.analysis_key(repr(config.capabilities), units, inventory_files) if cache else None
-        if cache and key:
-            previous = cache.load_analysis(key)
-            if isinstance(previous, tuple) and all(isinstance(a, Analysis) for a in previous):
-                if stamp_key:
-                    cache.store_stamped(stamp_key, key)  # touched but unchanged: next time by stat
-                return previous
+        if cache and key and (previous := _analyses(cache.load_analysis(key))):
+            if stamp_key:
+                cache.store_stamped(stamp_key, key)  # touched but unchanged: next time by stat
+            return previous
         inventory_jobs: list[Job] = [
             (path, data, role, None) for path, data, _, role in inventory_files if data is not None
         ]
@@ -220,6 +216,13 @@ def _analyse_units(
         if stamp_key:
             cache.store_stamped(stamp_key, key)
     return result
+
+
+def _analyses(cached: object) -> tuple[Analysis, ...] | None:
+    """A cached entry, when it is the tuple of analyses this code stores."""
+    if isinstance(cached, tuple) and cached and all(isinstance(a, Analysis) for a in cached):
+        return cached
+    return None
 
 
 def _analyse_each(
