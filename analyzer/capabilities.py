@@ -31,10 +31,20 @@ class Probe:
 class Capabilities:
     """Probes reaching each symbol key, computed over the KVM and accel code."""
 
-    def __init__(self, functions: Iterable[Function], profile: Profile, base: Capabilities | None = None) -> None:
+    def __init__(
+        self,
+        functions: Iterable[Function],
+        profile: Profile,
+        base: Capabilities | None = None,
+        required: Iterable[str] = (),
+    ) -> None:
         """`base`: a solution to extend (a device's target CPU, whose KVM code the
-        device's calls into); only `functions` are then solved again."""
+        device's calls into); only `functions` are then solved again.
+        `required`: capabilities kvm_init() refuses to start without
+        (`KVM_CAP_XSAVE` in QEMU 10.0's kvm_arch_required_capabilities[]):
+        asking for one tells nothing about the host."""
         self.profile = profile
+        self.required: frozenset[str] = frozenset(required) | (base.required if base else frozenset())
         self.probes: dict[str, frozenset[Probe]] = dict(base.probes) if base else {}
         # Locals are reused (`r = kvm_check_extension(...)`, later
         # `r = hyperv_handle_properties(...)`): keep each assignment's probes by
@@ -105,7 +115,9 @@ class Capabilities:
         path, name = function.path, function.name
         if calls & self.profile.extension_calls:
             found.extend(
-                Probe(c, "kvm-cap", path, line, name) for c in expression.constants if c.startswith("KVM_CAP_")
+                Probe(c, "kvm-cap", path, line, name)
+                for c in expression.constants
+                if c.startswith("KVM_CAP_") and c not in self.required
             )
         if calls & self.profile.cpuid_calls:
             found.append(Probe(expression.text, "cpuid", path, line, name))

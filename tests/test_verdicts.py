@@ -281,3 +281,24 @@ static const VMStateDescription vmstate_x = { .name = "x", .needed = x_needed };
 """
     facts = extract_file("hw/misc/x.c", source, load_profile("i386"), "vmstate")
     assert [f.name for f in facts.functions] == ["helper", "x_needed"]
+
+
+def test_a_capability_kvm_init_requires_is_no_host_question(tmp_path: Path) -> None:
+    # kvm_init() refuses to start without the capabilities of a KVMCapabilityInfo
+    # table (kvm_check_extension_list): asking for one later tells nothing about
+    # the host, so `if (!has_xcrs) return 0;` no longer guards cpu/xcr0.
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    kvm = tree / "target/i386/kvm/kvm.c"
+    table = (
+        "const KVMCapabilityInfo kvm_arch_required_capabilities[] = {\n"
+        "    KVM_CAP_INFO(SET_TSS_ADDR),\n    KVM_CAP_INFO(XCRS),\n    KVM_CAP_LAST_INFO\n};\n\n"
+    )
+    text = kvm.read_text()
+    assert _report(audit(tree), "cpu/xcr0").verdict == "unchecked"
+    kvm.write_text(table + text)
+    result = audit(tree)
+    assert _report(result, "cpu/xcr0").verdict == "unconditional"
+    assert {"KVM_CAP_SET_TSS_ADDR", "KVM_CAP_XCRS"} <= result.analysis.capabilities.required
+    # Other capabilities are still host questions.
+    assert _report(result, "cpu/msr_smi_count").verdict == "unchecked"

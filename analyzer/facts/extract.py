@@ -10,7 +10,7 @@ from ..preprocess import description_spans, mask
 from ..profile import Profile
 from ..syntax import Text, error_nodes, line_of, parse
 from .code import Variable, declarator_name, declared_type, extract_function
-from .model import Diagnostic, FileFacts, Function, TableEntry
+from .model import Diagnostic, FileFacts, Function, RequiredCapability, TableEntry
 from .properties import extract_compat_arrays, extract_machines, extract_properties
 from .references import scan_references
 from .vmstate import extract_codecs, extract_descriptions
@@ -62,6 +62,26 @@ def _table_entries(root: Node, text: Text, path: str, profile: Profile) -> list[
                     continue
             stack.extend(node.named_children)
     return sorted(found, key=lambda e: (e.line, e.member))
+
+
+_CAP_INFO = re.compile(r"KVM_CAP_INFO\(\s*(\w+)\s*\)")
+
+
+def _required_capabilities(root: Node, text: Text, path: str) -> list[RequiredCapability]:
+    """The capabilities of the file's `KVMCapabilityInfo` tables, which kvm_init()
+    checks (kvm_check_extension_list) and refuses to start without."""
+    found: list[RequiredCapability] = []
+    for declaration in root.named_children:
+        if declaration.type != "declaration" or declared_type(declaration.child_by_field_name("type"), text) != (
+            "KVMCapabilityInfo"
+        ):
+            continue
+        table = next((declarator_name(d) for d in declaration.children_by_field_name("declarator")), None) or ""
+        body = text.raw(declaration)
+        for match in _CAP_INFO.finditer(body):
+            line = line_of(declaration) + body.count("\n", 0, match.start())
+            found.append(RequiredCapability(f"KVM_CAP_{match.group(1)}", table, path, line))
+    return found
 
 
 def _enclosing_symbol(node: Node, text: Text) -> str:
@@ -168,6 +188,7 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
         compat_arrays=tuple(extract_compat_arrays(root, text, path)) if role in (None, "compat") else (),
         machines=tuple(extract_machines(root, text, path, profile)) if role in (None, "machines") else (),
         table_entries=tuple(_table_entries(root, text, path, profile)) if role in (None, "kvm") else (),
+        required_capabilities=tuple(_required_capabilities(root, text, path)) if role in (None, "kvm", "accel") else (),
         diagnostics=tuple(sorted({*diagnostics, *description_diagnostics}, key=lambda d: (d.line, d.message))),
         references=scan_references(source) if role in (None, "vmstate", "inventory") else (),
     )

@@ -232,6 +232,16 @@ class Diagnostic:
 
 
 @dataclass(frozen=True)
+class RequiredCapability:
+    """`KVM_CAP_INFO(XSAVE)` in a `KVMCapabilityInfo` table: kvm_init() fails without it."""
+
+    name: str  # KVM_CAP_XSAVE
+    table: str  # kvm_arch_required_capabilities
+    path: str
+    line: int
+
+
+@dataclass(frozen=True)
 class TableEntry:
     """One entry of a register table: `KVM_CSR_CFG("senvcfg", senvcfg, RISCV_CSR_REG(senvcfg))`."""
 
@@ -252,5 +262,6 @@ class FileFacts:
     compat_arrays: tuple[CompatArray, ...] = ()
     machines: tuple[MachineDefinition, ...] = ()
     table_entries: tuple[TableEntry, ...] = ()
+    required_capabilities: tuple[RequiredCapability, ...] = ()
     diagnostics: tuple[Diagnostic, ...] = ()
     references: tuple[Reference, ...] = ()
