@@ -289,6 +289,7 @@ def _analyse_unit(
     # machine.c is in scope for its post_loads' locals (`len = kvm_max_nested_state_length()`).
     # A device extends its CPU's solution rather than solving that code again.
     required = [r.name for ff in _facts_in(tree, facts, "kvm", "accel") for r in ff.required_capabilities]
+    required += profile.required_capabilities
     capabilities = Capabilities(functions_of("vmstate", "kvm", "helpers", "accel"), profile, base, required)
     table_entries = [e for ff in _facts_in(tree, facts, "kvm") for e in ff.table_entries]
     handoffs, put_calls = find_handoffs(kvm_functions, profile, table_entries)

@@ -91,6 +91,9 @@ class Profile:
     # (`vfp_set_fpsr(env, val)` -> ("ARMCPU.env.vfp.fpsr",)): full state paths.
     setters: dict[str, tuple[str, ...]] = field(default_factory=dict)
     cpu_model: CpuModel | None = None
+    # Capabilities without which QEMU refuses to run where they matter, beyond
+    # the KVMCapabilityInfo tables (ppc's KVM_CAP_PPC_SEGSTATE at vCPU init).
+    required_capabilities: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -200,6 +203,7 @@ def _cpu_profile(data: dict[str, Any]) -> Profile:
         allocation_calls=frozenset(_strings(probes, "allocation_calls")),
         host_state_fields=_strings(probes, "host_state_fields"),
         host_fields=_strings(probes, "host_fields"),
+        required_capabilities=_strings(probes, "required"),
         not_capability_fields=_strings(negative, "fields"),
         not_capability_calls=frozenset(_strings(negative, "calls")),
         not_capability_identifiers=frozenset(_strings(negative, "identifiers")),

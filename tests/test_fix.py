@@ -214,9 +214,9 @@ def test_nothing_to_patch(tmp_path: Path) -> None:
     [
         # kvm_put_vcpu_events: cap_has_inject_serror_esr and kvm_has_vcpu_events() (target/arm/kvm.c).
         ("arm", {"cpu/serror"}),
-        # target/ppc/kvm.c: cap_one_reg (tm), cap_segstate (sr, slb); cpu/tlbmas's
-        # env->kvm_sw_tlb is a member no accessor returns as it stands.
-        ("ppc", {"cpu/tm", "cpu/sr", "cpu/slb"}),
+        # target/ppc/kvm.c: cap_one_reg (tm); cpu/tlbmas's env->kvm_sw_tlb is a
+        # member no accessor returns as it stands.
+        ("ppc", {"cpu/tm"}),
     ],
 )
 def test_real_tree_series_other_targets(target: str, subsections: set[str], tmp_path: Path) -> None:

@@ -20,9 +20,9 @@ VERSIONS = ["5", "7", "10"]
 # - cpu/tm: KVM_REG_PPC_TM_* under `if (cap_one_reg)` (957/959/967) and
 #   MSR[TS]; cap_one_reg is KVM_CAP_ONE_REG (kvm.c 121/121/136). No post_load.
 # - cpu/sr, cpu/slb: kvmppc_put_books_sregs only if cap_segstate
-#   (946/948/956; KVM_CAP_PPC_SEGSTATE, 114/114/129). Unchecked by the rule;
-#   kvm_arch_sync_sregs (182/183/200) refuses to create a Book3S vCPU
-#   without the cap, which the engine cannot know (see rules/targets/ppc.toml).
+#   (946/948/956; KVM_CAP_PPC_SEGSTATE, 114/114/129), but kvm_arch_sync_sregs
+#   (182/183/200) refuses to create a Book3S vCPU without the cap, so the
+#   profile names it required: unconditional.
 # - cpu/tlbmas: env->tlb.tlbm is shared with KVM in kvm_booke206_tlb_init
 #   (208,237 / 209,238 / 226,255) only after a KVM_CAP_SW_TLB probe, and
 #   kvm_sw_tlb_put (513/514/531) returns early unless env->kvm_sw_tlb.
@@ -31,8 +31,8 @@ COMMON = {
     "cpu/altivec": "unconditional",
     "cpu/vsx": "unconditional",
     "cpu/tm": "unchecked",
-    "cpu/sr": "unchecked",
-    "cpu/slb": "unchecked",
+    "cpu/sr": "unconditional",
+    "cpu/slb": "unconditional",
     "cpu/tlbmas": "unchecked",
 }
 
@@ -73,8 +73,6 @@ def test_unchecked_name_their_probe(major: str) -> None:
     }
     assert found == {
         "cpu/tm": ["KVM_CAP_ONE_REG"],
-        "cpu/sr": ["KVM_CAP_PPC_SEGSTATE"],
-        "cpu/slb": ["KVM_CAP_PPC_SEGSTATE"],
         "cpu/tlbmas": ["KVM_CAP_SW_TLB"],
     }
 
