@@ -285,7 +285,9 @@ def _analyse_unit(
     def functions_of(*roles: str) -> list[Function]:
         return _functions_in(tree, facts, *roles)
 
-    kvm_functions = index_functions(functions_of("kvm", "helpers", "accel"), then=lent)
+    # A put path may start in the description file (hw/ppc/spapr.c's
+    # spapr_post_load hands patb_entry to KVM), so its callbacks are walkable too.
+    kvm_functions = index_functions(functions_of("kvm", "helpers", "accel", "vmstate"), then=lent)
     # machine.c is in scope for its post_loads' locals (`len = kvm_max_nested_state_length()`).
     # A device extends its CPU's solution rather than solving that code again.
     required = [r.name for ff in _facts_in(tree, facts, "kvm", "accel") for r in ff.required_capabilities]

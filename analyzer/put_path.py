@@ -63,22 +63,40 @@ def _sink_parameters(by_name: Mapping[str, list[Function]], profile: Profile) ->
         changed = False
         for name, definitions in by_name.items():
             for function in definitions:
-                positions = {key: i for i, key in enumerate(function.parameters)}
+                carried = _parameters_in_locals(function)
                 found: set[int] = set()
                 for assignment in function.assignments:
                     if not assignment.target.startswith("local:"):
-                        found.update(positions[s] for s in assignment.value.subjects if s in positions)
+                        found.update(p for s in assignment.value.subjects for p in carried.get(s, ()))
                 for call in function.calls:
                     if profile.is_ignored_call(call.callee):
                         continue
                     for index, argument in enumerate(call.arguments):
                         if not _passes_on(call.callee, index, by_name, sinks):
                             continue
-                        found.update(positions[s] for s in argument.subjects if s in positions)
+                        found.update(p for s in argument.subjects for p in carried.get(s, ()))
                 if not found <= sinks[name]:
                     sinks[name] |= found
                     changed = True
     return sinks
+
+
+def _parameters_in_locals(function: Function) -> dict[str, set[int]]:
+    """Which parameters (by position) each subject of the function may hold: a
+    parameter itself, and a local it is copied into, directly or through
+    other locals (`struct kvm_ppc_mmuv3_cfg cfg = { .process_table = proc_tbl }`)."""
+    carried: dict[str, set[int]] = {key: {i} for i, key in enumerate(function.parameters)}
+    changed = True
+    while changed:
+        changed = False
+        for assignment in function.assignments:
+            if not assignment.target.startswith("local:"):
+                continue
+            held = {p for s in assignment.value.subjects for p in carried.get(s, ())}
+            if not held <= carried.setdefault(assignment.target, set()):
+                carried[assignment.target] |= held
+                changed = True
+    return carried
 
 
 def index_functions(

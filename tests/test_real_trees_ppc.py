@@ -118,3 +118,16 @@ def test_other_rules_on_ppc_files(major: str, expected: list[tuple[str, str]]) -
         if f.rule != "VG001" and (f.location.path.startswith(("target/ppc/", "hw/ppc/")) or f.unit.startswith("ppc"))
     ]
     assert found == expected
+
+
+# hw/ppc/spapr.c spapr_post_load (5.2 1728, 7.2 1789, 10.0 1875) hands
+# spapr->patb_entry to kvmppc_configure_v3_mmu (1763/1824/1910), which copies it
+# into a local kvm_ppc_mmuv3_cfg for KVM_PPC_CONFIGURE_V3_MMU (target/ppc/kvm.c
+# 306/307/324), with no capability guard; a failure fails the load. The spapr
+# machine's other subsections never reach KVM.
+@pytest.mark.parametrize("major", VERSIONS)
+def test_spapr_patb_entry_reaches_kvm_from_post_load(major: str) -> None:
+    (unit,) = [a for a in _audit(major).analyses if a.profile.label == "ppc/spapr"]
+    verdicts = {r.description.name: r.verdict for r in unit.subsections}
+    assert verdicts.pop("spapr_patb_entry") == "unconditional"
+    assert verdicts and set(verdicts.values()) == {"not-kvm"}

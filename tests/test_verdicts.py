@@ -9,7 +9,7 @@ import pytest
 
 from analyzer.audit import AuditResult, audit
 from analyzer.facts.extract import extract_file
-from analyzer.profile import load_profile
+from analyzer.profile import load_profile, load_units
 from analyzer.verdicts import SubsectionReport, indices_meet, overlaps, path_indices, split_path
 from support import FIXTURES, MINI, OLD_LAYOUT
 
@@ -302,3 +302,51 @@ def test_a_capability_kvm_init_requires_is_no_host_question(tmp_path: Path) -> N
     assert {"KVM_CAP_SET_TSS_ADDR", "KVM_CAP_XCRS"} <= result.analysis.capabilities.required
     # Other capabilities are still host questions.
     assert _report(result, "cpu/msr_smi_count").verdict == "unchecked"
+
+
+def test_unused_buffer_names_no_type() -> None:
+    # VMSTATE_UNUSED_BUFFER(test, version, size): the 0 is a version, not the
+    # type the description's fields are relative to (hw/ppc/spapr.c).
+    source = b"""
+static const VMStateDescription vmstate_x = {
+    .name = "x",
+    .fields = (const VMStateField[]) {
+        VMSTATE_UNUSED_BUFFER(version_before_3, 0, 4),
+        VMSTATE_UINT64_TEST(rtc_offset, SpaprMachineState, version_before_3),
+        VMSTATE_END_OF_LIST()
+    }
+};
+"""
+    (description,) = extract_file("hw/ppc/spapr.c", source, load_profile("ppc"), "vmstate").descriptions
+    assert [f.struct_type for f in description.fields] == [None, "SpaprMachineState"]
+
+
+def test_a_parameter_copied_into_a_local_struct_is_passed_on() -> None:
+    # `struct kvm_ppc_mmuv3_cfg cfg = { .process_table = proc_tbl }` then
+    # `kvm_vm_ioctl(..., &cfg)`: proc_tbl leaves for KVM, so the caller's
+    # spapr->patb_entry is handed over.
+    from analyzer.put_path import find_handoffs, index_functions
+
+    source = b"""
+int kvmppc_configure_v3_mmu(PowerPCCPU *cpu, bool radix, bool gtse, uint64_t proc_tbl)
+{
+    struct kvm_ppc_mmuv3_cfg cfg = {
+        .process_table = proc_tbl,
+    };
+    return kvm_vm_ioctl(kvm_state, KVM_PPC_CONFIGURE_V3_MMU, &cfg);
+}
+
+static int spapr_post_load(void *opaque, int version_id)
+{
+    SpaprMachineState *spapr = (SpaprMachineState *)opaque;
+
+    return kvmppc_configure_v3_mmu(NULL, true, false, spapr->patb_entry);
+}
+"""
+    (_, *devices) = load_units("ppc")
+    (spapr,) = [d for d in devices if d.unit == "spapr"]
+    functions = extract_file("hw/ppc/spapr.c", source, spapr, "kvm").functions
+    handoffs, _ = find_handoffs(index_functions(functions), spapr)
+    assert [(h.state_path, h.how) for h in handoffs] == [
+        ("SpaprMachineState.patb_entry", "passed to kvmppc_configure_v3_mmu()")
+    ]

@@ -171,7 +171,10 @@ def _field(item: Node, text: Text, masked: MaskedSource) -> VMStateField | None:
         state_type, _, tmp = (text.compact(a) for a in args)
         return VMStateField(macro, "", state_type, tmp, line_of(item), masked.condition_at(item.start_byte))
     struct_type = None
-    if len(args) > 1:
+    if len(args) > 1 and not macro.startswith("VMSTATE_UNUSED"):
+        # VMSTATE_UNUSED_BUFFER(test, version, size) names no type: its second
+        # argument is a number, which taken for one gave hw/ppc/spapr.c's
+        # descriptions the base "0".
         struct_type = text.compact(args[1]).removeprefix("struct").removeprefix("union") or None
     embeds = None
     for argument in args[1:]:
