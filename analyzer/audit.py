@@ -28,6 +28,7 @@ from .put_path import (
     find_msr_accesses,
     find_read_backs,
     index_functions,
+    reachable,
 )
 from .tree import DirectoryReader, QemuTree, ReadOnce, TreeReader, UnusableFileError, open_tree
 from .verdicts import Assessor, SubsectionReport, overlaps, split_path
@@ -367,16 +368,7 @@ def _model_check_at(profile: Profile, functions: list[Function]) -> tuple[str, i
 
 def _reachable(roots: Iterable[str], functions: list[Function]) -> list[Function]:
     """The functions `roots` name and those they call, among `functions`."""
-    by_name = {f.name: f for f in functions}
-    reached: dict[str, Function] = {}
-    stack = sorted(roots)
-    while stack:
-        name = stack.pop()
-        if name in reached or name not in by_name:
-            continue
-        reached[name] = by_name[name]
-        stack.extend(call.callee for call in by_name[name].calls)
-    return [reached[name] for name in sorted(reached)]
+    return [f for definitions in reachable(index_functions(functions), roots).values() for f in definitions]
 
 
 def _codec_state(

@@ -112,7 +112,7 @@ def index_functions(
     return by_name
 
 
-def _reachable(by_name: Mapping[str, list[Function]], entries: Iterable[str]) -> dict[str, list[Function]]:
+def reachable(by_name: Mapping[str, list[Function]], entries: Iterable[str]) -> dict[str, list[Function]]:
     """The part of `by_name` that calls from `entries` reach: all a walk from them
     can visit, and all whose parameters it can ask about (a device unit's entry
     points reach a few of the hundreds of functions it borrows)."""
@@ -221,7 +221,7 @@ def find_handoffs(
     request that makes KVM reread a buffer shared with it
     (`kvm_vcpu_ioctl(cs, KVM_DIRTY_TLB, &dirty_tlb)` and ppc's `env->tlb.tlbm`,
     registered by address at vCPU init): the buffer's contents go to KVM there."""
-    by_name = _reachable(functions, profile.put_entry_points)
+    by_name = reachable(functions, profile.put_entry_points)
     readers = _table_readers(profile, table_entries)
     sinks = _sink_parameters(by_name, profile)
     handoffs: set[Handoff] = set()
