@@ -16,7 +16,7 @@ blanked because no build compiles them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 _DIRECTIVE = re.compile(rb"^[ \t]*#[ \t]*(if|ifdef|ifndef|elif|else|endif)\b(.*)$")
@@ -35,6 +35,7 @@ _BLANK_ALL_BUT_NEWLINES = bytes(0x0A if b == 0x0A else 0x20 for b in range(256))
 # checks that only blanks precede it on its line, as `^[ \t]*` would).
 _DIRECTIVE_FROM_HASH = re.compile(rb"#[ \t]*(?:if|ifdef|ifndef|elif|else|endif)\b(?:[^\n]*\\\n)*[^\n]*")
 _BRACKET = re.compile(rb"[{}()\[\]]")
+_ALL_BUT_BRACKETS = bytes(b for b in range(256) if b not in b"{}()[]")
 _COMMENT_OR_STRING = re.compile(rb'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
 
 
@@ -55,6 +56,8 @@ class MaskedSource:
     # Brackets still open at the end of a truncated file, closed past its end
     # so that what precedes still parses: (line of the innermost one, count).
     unclosed: tuple[int, int] | None = None
+    # The only spans to parse, when mask() was given a spans_of; None: all of it.
+    spans: tuple[tuple[int, int], ...] | None = None
 
     def condition_at(self, offset: int) -> str | None:
         """Return the conjunction of preprocessor conditions covering `offset`."""
@@ -109,8 +112,14 @@ def _strip_comments_and_strings(text: bytes) -> bytes:
     return _COMMENT_OR_STRING.sub(blank, text)
 
 
-def mask(text: bytes) -> MaskedSource:
-    """Return `text` with conditionals, case ranges and macro quirks blanked."""
+def mask(text: bytes, spans_of: Callable[[bytes], list[tuple[int, int]]] | None = None) -> MaskedSource:
+    """Return `text` with conditionals, case ranges and macro quirks blanked.
+
+    `spans_of`: for a file of which only some spans will be parsed (the
+    inventory's description_spans), finds them once conditionals are masked;
+    the quirks are then masked in those spans only, and MaskedSource.spans
+    lists them.
+    """
     buf = bytearray(text)
     # Directives and quirks are searched in the raw text: blanking a match that
     # sits in a comment or a string changes nothing the parser sees as code,
@@ -152,29 +161,37 @@ def mask(text: bytes) -> MaskedSource:
         unbalanced.append(code.count(b"\n", 0, branch_start) + 1)
         regions.append(ConditionalRegion(branch_start, len(text), " && ".join([*negations, condition])))
 
+    regions.sort(key=lambda r: (r.start, -r.end))
+    closers, unclosed = b"", None
+    brackets = text.translate(None, _ALL_BUT_BRACKETS)
+    if any(brackets.count(o) != brackets.count(c) for o, c in (b"{}", b"()", b"[]")):
+        # Only then tell brackets in code from those in comments and strings.
+        closers, unclosed = _closers(bytes(buf), _strip_comments_and_strings(text))
+    spans = tuple(spans_of(bytes(buf) + closers)) if spans_of else None
+    for start, end in spans if spans is not None else [(0, len(code))]:
+        _mask_quirks(code, buf, start, end)
+    return MaskedSource(bytes(buf) + closers, tuple(regions), tuple(sorted(unbalanced)), unclosed, spans)
+
+
+def _mask_quirks(code: bytes, buf: bytearray, start: int, end: int) -> None:
+    """Blank case ranges and macro quirks in code[start:end]."""
     # Each pattern runs only where its keyword occurs: a substring test is
     # far cheaper than a regex scan of the whole file.
-    for m in _CASE_RANGE.finditer(code) if b"..." in code else ():
+    for m in _CASE_RANGE.finditer(code, start, end) if code.find(b"...", start, end) >= 0 else ():
         if _starts_word(code, m.start()):
             _blank(buf, m.start(2), m.end(2))
-    for m in _OFFSETOF_DESIGNATOR.finditer(code) if b"offsetof" in code else ():
+    for m in _OFFSETOF_DESIGNATOR.finditer(code, start, end) if code.find(b"offsetof", start, end) >= 0 else ():
         _blank(buf, m.start(1), m.end(1))
     for pattern in _STRUCT_ARGUMENTS:
-        for m in pattern.finditer(code):
+        for m in pattern.finditer(code, start, end):
             if _follows_argument_start(code, m.start()):
                 _blank(buf, m.start(), m.end())
-    for m in _AUTOFREE.finditer(code) if b"g_autofree" in code else ():
+    for m in _AUTOFREE.finditer(code, start, end) if code.find(b"g_autofree", start, end) >= 0 else ():
         _blank(buf, m.start(), m.end())
-    for m in _AUTOPTR.finditer(code) if b"g_autoptr" in code else ():
+    for m in _AUTOPTR.finditer(code, start, end) if code.find(b"g_autoptr", start, end) >= 0 else ():
         # `g_autoptr(Error) err` parses as the declaration `Error *err`.
         replacement = m.group(1) + b"*"
         buf[m.start() : m.end()] = replacement.ljust(m.end() - m.start())
-    regions.sort(key=lambda r: (r.start, -r.end))
-    closers, unclosed = b"", None
-    if any(text.count(o) != text.count(c) for o, c in (b"{}", b"()", b"[]")):
-        # Only then tell brackets in code from those in comments and strings.
-        closers, unclosed = _closers(bytes(buf), _strip_comments_and_strings(text))
-    return MaskedSource(bytes(buf) + closers, tuple(regions), tuple(sorted(unbalanced)), unclosed)
 
 
 _PAIRS = {ord("{"): b"}", ord("("): b")", ord("["): b"]"}

@@ -88,3 +88,30 @@ def test_description_spans_cover_descriptions_only() -> None:
     assert not list(error_nodes(tree.root_node))
     (declaration,) = tree.root_node.named_children
     assert declaration.start_point == (1, 0)  # lines and columns are the whole file's
+
+
+def test_span_masking_blanks_quirks_inside_the_spans_only() -> None:
+    from analyzer.preprocess import description_spans
+
+    source = (
+        b"#if 0\nstatic const VMStateDescription vmstate_dead = { };\n#endif\n"
+        b"int f(int x) { switch (x) { case 1 ... 3: return 1; } return 0; }\n"
+        b"static const VMStateDescription vmstate_a = {\n"
+        b"    .fields = (const VMStateField[]) {\n"
+        b"        VMSTATE_STRUCT_POINTER(p, S, vmstate_p, struct Inner),\n"
+        b"#ifdef CONFIG_X\n        VMSTATE_UINT32(x, S),\n#endif\n"
+        b"        VMSTATE_END_OF_LIST()\n    }\n};\n"
+    )
+    whole = mask(source)
+    partial = mask(source, description_spans)
+    # The same spans as found in the whole masked file: #if 0 is blanked first,
+    # so vmstate_dead is no span, and #ifdef lines inside one are blanks.
+    assert partial.spans == tuple(description_spans(whole.text))
+    ((start, end),) = partial.spans
+    assert source[start:].startswith(b"static const VMStateDescription vmstate_a")
+    assert partial.text[start:end] == whole.text[start:end]
+    assert b"struct Inner" not in partial.text[start:end]
+    assert not list(error_nodes(parse(partial.text, partial.spans).root_node))
+    # Outside the spans nothing is parsed, so the case range is left as it is.
+    assert b"case 1 ... 3" in partial.text
+    assert whole.spans is None

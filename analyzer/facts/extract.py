@@ -135,8 +135,8 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
     if role == "references":
         # A header or device file with no description: only the names it mentions.
         return FileFacts(path=path, references=scan_references(source))
-    masked = mask(source)
-    tree = parse(masked.text, description_spans(masked.text) if role == "inventory" else None)
+    masked = mask(source, description_spans if role == "inventory" else None)
+    tree = parse(masked.text, masked.spans)
     root = tree.root_node
     text = Text(source)
     diagnostics = [Diagnostic(path, line, "unbalanced preprocessor conditional") for line in masked.unbalanced_lines]
