@@ -24,6 +24,7 @@ from .profile import Profile
 
 # Larger than any hand-written QEMU file (cpu.c is 0.4 MB): a generated file.
 MAX_FILE_BYTES = 8 * 1024 * 1024
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 class UnusableFileError(Exception):
@@ -59,6 +60,7 @@ class DirectoryReader:
             raise InputError(f"{root}: not a directory (give the top of a QEMU source tree)")
         self.root = root
         self.label = str(root)
+        self._prefix = str(root) + os.sep  # read() builds strings, not Paths
 
     def has_directory(self, path: str) -> bool:
         return (self.root / path).is_dir()
@@ -87,29 +89,34 @@ class DirectoryReader:
         return digest.hexdigest()
 
     def read(self, path: str) -> bytes | None:
-        file = self.root / path
-        # One stat in the common case (the inventory reads ~4,800 files); the
-        # link checks only when it fails.
+        # os calls on a descriptor rather than Path methods: the inventory reads
+        # ~4,800 files, and this costs a third as much. O_NONBLOCK: opening a
+        # FIFO must not wait for a writer (it is then refused by its mode).
+        name = self._prefix + path
         try:
-            status = file.stat()
+            descriptor = os.open(name, os.O_RDONLY | _NONBLOCK)
         except FileNotFoundError:
-            if file.is_symlink():
+            if Path(name).is_symlink():
                 raise UnusableFileError("dangling symbolic link") from None
             return None
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise UnusableFileError("symbolic link loop") from None
             raise UnusableFileError(f"cannot read: {error.strerror or error}") from None
-        if not stat.S_ISREG(status.st_mode):
-            raise UnusableFileError("not a regular file")
-        if status.st_size > MAX_FILE_BYTES:
-            raise UnusableFileError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, likely generated")
         try:
-            return file.read_bytes()
-        except FileNotFoundError:
-            raise UnusableFileError("vanished while being read") from None
+            status = os.fstat(descriptor)
+            if not stat.S_ISREG(status.st_mode):
+                raise UnusableFileError("not a regular file")
+            if status.st_size > MAX_FILE_BYTES:
+                raise UnusableFileError(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, likely generated")
+            data = os.read(descriptor, status.st_size + 1)
+            if len(data) > status.st_size:  # it grew since fstat: read to its end
+                data += b"".join(iter(lambda: os.read(descriptor, 1 << 20), b""))
+            return data
         except OSError as error:
             raise UnusableFileError(f"cannot read: {error.strerror or error}") from None
+        finally:
+            os.close(descriptor)
 
 
 class ReadOnce:
