@@ -221,9 +221,13 @@ def _closers(masked: bytes, code: bytes) -> tuple[bytes, tuple[int, int] | None]
 
 
 # `static const VMStateDescription vmstate_foo = {`, from the start of its line.
-_DESCRIPTION = re.compile(rb"VMStateDescription\s+(?:\*\s*)?\w+\s*=\s*\{")
+_DESCRIPTION = re.compile(rb"VMStateDescription\s+(?:\*\s*)?\w+\s*=(?=\s*\{)")
+# `static const Property x86_cpu_properties[] = {` and arm's single
+# `static Property arm_cpu_reset_cbar_property = DEFINE_PROP_UINT64(...);`.
+_PROPERTY = re.compile(rb"Property\s+\w+\s*(?:\[\s*\])?\s*=")
 _NOT_IN_A_DECLARATION_PREFIX = re.compile(rb"[;{}]")
 _BRACE = re.compile(rb"[{}]")
+_OPENING_BRACE = re.compile(rb"\s*\{")
 
 
 def description_spans(masked: bytes) -> list[tuple[int, int]]:
@@ -234,9 +238,21 @@ def description_spans(masked: bytes) -> list[tuple[int, int]]:
     Braces are matched in the masked text; a brace inside a string or comment
     of a description would end it early, which then shows as a parse error.
     """
+    return _definition_spans(masked, _DESCRIPTION)
+
+
+def property_spans(masked: bytes) -> list[tuple[int, int]]:
+    """Byte spans of the file-scope qdev Property definitions in `masked`: all a
+    CPU's cpu.c is read for (its properties, not its hundreds of functions)."""
+    return _definition_spans(masked, _PROPERTY)
+
+
+def _definition_spans(masked: bytes, definition: re.Pattern[bytes]) -> list[tuple[int, int]]:
+    """Spans from the line of each file-scope `definition` match (which ends at
+    its `=`) to the `;` after its initializer."""
     spans: list[tuple[int, int]] = []
     position = 0
-    for start in _DESCRIPTION.finditer(masked):
+    for start in definition.finditer(masked):
         line_start = masked.rfind(b"\n", 0, start.start()) + 1
         if (
             line_start < position
@@ -244,14 +260,23 @@ def description_spans(masked: bytes) -> list[tuple[int, int]]:
             or _NOT_IN_A_DECLARATION_PREFIX.search(masked, line_start, start.start())
         ):
             continue
-        depth = 0
-        end = len(masked)
-        for brace in _BRACE.finditer(masked, start.end() - 1):
-            depth += 1 if masked[brace.start()] == 0x7B else -1
-            if depth == 0:
-                semicolon = masked.find(b";", brace.end())
-                end = len(masked) if semicolon < 0 else semicolon + 1
-                break
+        end = _initializer_end(masked, start.end())
         spans.append((line_start, end))
         position = end
     return spans
+
+
+def _initializer_end(masked: bytes, offset: int) -> int:
+    """Past the `;` that ends the initializer starting at `offset`; braces matched."""
+    opening = _OPENING_BRACE.match(masked, offset)
+    if opening is not None:
+        depth = 0
+        for brace in _BRACE.finditer(masked, opening.end() - 1):
+            depth += 1 if masked[brace.start()] == 0x7B else -1
+            if depth == 0:
+                offset = brace.end()
+                break
+        else:
+            return len(masked)
+    semicolon = masked.find(b";", offset)
+    return len(masked) if semicolon < 0 else semicolon + 1

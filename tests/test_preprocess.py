@@ -115,3 +115,30 @@ def test_span_masking_blanks_quirks_inside_the_spans_only() -> None:
     # Outside the spans nothing is parsed, so the case range is left as it is.
     assert b"case 1 ... 3" in partial.text
     assert whole.spans is None
+
+
+def test_property_spans_cover_property_definitions_only() -> None:
+    from analyzer.facts.extract import extract_file
+    from analyzer.preprocess import property_spans
+    from analyzer.profile import load_profile
+
+    source = (
+        b"static void broken(void) { int x = ; }\n"
+        b"static const Property x86_cpu_properties[] = {\n"
+        b'    DEFINE_PROP_BOOL("x-migrate-smi-count", X86CPU, migrate_smi_count, true),\n'
+        b"};\n"
+        b'GlobalProperty pc_compat_2_11[] = { { "x86_64-cpu", "x", "off" } };\n'
+        b'static Property cbar = DEFINE_PROP_UINT64("reset-cbar", ARMCPU, reset_cbar, 0);\n'
+    )
+    array = source.index(b"static const Property")
+    scalar = source.index(b"static Property")
+    assert property_spans(source) == [
+        (array, source.index(b"};\n") + 2),
+        (scalar, len(source) - 1),
+    ]  # not the GlobalProperty table, which is a compat file's business
+    facts = extract_file("target/i386/cpu.c", source, load_profile("i386"), "properties")
+    assert [(p.name, p.struct_type, p.member, p.line) for p in facts.properties] == [
+        ("x-migrate-smi-count", "X86CPU", "migrate_smi_count", 3),
+        ("reset-cbar", "ARMCPU", "reset_cbar", 6),
+    ]
+    assert not facts.diagnostics  # the broken function is not read

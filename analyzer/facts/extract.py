@@ -6,7 +6,7 @@ import re
 
 from tree_sitter import Node
 
-from ..preprocess import description_spans, mask
+from ..preprocess import description_spans, mask, property_spans
 from ..profile import Profile
 from ..syntax import Text, error_nodes, line_of, parse
 from .code import Variable, declarator_name, declared_type, extract_function
@@ -126,6 +126,7 @@ def _callees(function: Node, text: Text) -> set[str]:
 # Which facts each role of file gives; the rest would be parsed for nothing
 # (target/i386/cpu.c is read for its properties, not its 300 functions).
 # A profile's [cpu_model] check function is looked up in its "cpu_model" files.
+_SPANS_OF = {"inventory": description_spans, "properties": property_spans}
 _FUNCTION_ROLES = {"vmstate", "kvm", "helpers", "accel", "machines", "cpu_model"}
 
 
@@ -135,7 +136,8 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
     if role == "references":
         # A header or device file with no description: only the names it mentions.
         return FileFacts(path=path, references=scan_references(source))
-    masked = mask(source, description_spans if role == "inventory" else None)
+    # The inventory and a CPU's properties file need a few definitions each.
+    masked = mask(source, _SPANS_OF.get(role or ""))
     tree = parse(masked.text, masked.spans)
     root = tree.root_node
     text = Text(source)
@@ -145,9 +147,9 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
         diagnostics.append(
             Diagnostic(path, line, f"file ends with {count} bracket(s) still open (truncated?); read up to its end")
         )
-    # The whole-tree inventory reads only description lists: parse errors in the
-    # rest of ~600 device files are not its business, and finding them costs.
-    for error in error_nodes(root) if role != "inventory" else ():
+    # A file read in spans (description lists of ~600 device files, a cpu.c's
+    # properties) has no say on the rest: parse errors there are not reported.
+    for error in error_nodes(root) if masked.spans is None else ():
         snippet = " ".join(text.raw(error).split())[:60] or "(missing token)"
         diagnostics.append(
             Diagnostic(path, line_of(error), f"could not parse `{snippet}` in {_enclosing_symbol(error, text)}")
