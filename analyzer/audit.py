@@ -452,10 +452,15 @@ def audit(
 ) -> AuditResult:
     """Run every enabled rule on every unit of `targets` (default: those the tree has);
     severities as the config overrides them."""
-    from .rules import RULES
-
     config = config or Config()
     analyses = analyse_units(root, (targets,) if isinstance(targets, str) else targets, progress, config, cache, jobs)
+    with collector_paused():  # the rules build findings over a heap of facts with no cycles
+        return AuditResult(analyses, tuple(sorted_findings(_findings(analyses, config))))
+
+
+def _findings(analyses: tuple[Analysis, ...], config: Config) -> list[Finding]:
+    from .rules import RULES
+
     findings: list[Finding] = []
     for rule in RULES:
         if not config.is_enabled(rule.id):
@@ -466,4 +471,4 @@ def audit(
             unit = "" if rule.scope == "tree" else analysis.profile.label
             for finding in rule.check(analysis):
                 findings.append(replace(finding, severity=severity or finding.severity, unit=unit))
-    return AuditResult(analyses, tuple(sorted_findings(findings)))
+    return findings
