@@ -5,12 +5,16 @@ because of its `has_` prefix: we follow assignments from the probes the
 profile names (`kvm_check_extension(s, KVM_CAP_*)`, query ioctls such as
 KVM_GET_MSR_INDEX_LIST and the switch over their result, supported CPUID)
 through locals, statics, struct members and accessor return values, until
-nothing changes.
+nothing changes. After the first round, only the assignments and returns that
+read a key changed since are evaluated again: the others would find the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+import heapq
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .facts.model import Assignment, Call, Expression, Function, Guard
@@ -26,6 +30,56 @@ class Probe:
     path: str
     line: int
     function: str
+
+
+_NONE: frozenset[Probe] = frozenset()
+
+
+class _Solving:
+    """What `Capabilities._solve` keeps while it runs: the steps (an assignment,
+    or a function's returns), which step reads which key, and which to evaluate
+    again and when: a step that reads a key some step changed, later in the same
+    round, or in the next one when it came before it."""
+
+    def __init__(self, steps: list[tuple[Function, Assignment | None]], is_excluded: Callable[[str], bool]) -> None:
+        self.steps = steps  # in order; None for a function's returns
+        self.step = -1  # the one being evaluated
+        self.excluded = functools.cache(is_excluded)
+        # A guard's condition by the ids of the guard and its function (the
+        # assignments of a block share their guards): the probes it makes
+        # itself, the keys it reads.
+        self.conditions: dict[tuple[int, int], tuple[frozenset[Probe], tuple[str, ...]]] = {}
+        # key -> (step, line it is read at; 0: anywhere)
+        self.readers: defaultdict[str, list[tuple[int, int]]] = defaultdict(list)
+        self._first = True
+        self._pending: list[int] = []  # this round's, a heap
+        self._queued: set[int] = set()
+        self._later: set[int] = set()
+
+    def touch(self, key: str, low: int, high: int | None = None) -> None:
+        """The step being evaluated changed `key` as read at lines `low` to `high`."""
+        for reader, line in self.readers.get(key, ()):
+            if line < low or (high is not None and line > high):
+                continue
+            if reader <= self.step:
+                self._later.add(reader)
+            elif reader not in self._queued:
+                self._queued.add(reader)
+                heapq.heappush(self._pending, reader)
+
+    def next_round(self) -> Iterator[tuple[Function, Assignment | None]]:
+        """The steps to evaluate in the next round, in order, as they are queued:
+        the first time, every one."""
+        if self._first:
+            self._first = False
+            for index, step in enumerate(self.steps):
+                self.step = index
+                yield step
+            return
+        self._pending, self._queued, self._later = sorted(self._later), set(self._later), set()
+        while self._pending:
+            self.step = heapq.heappop(self._pending)
+            yield self.steps[self.step]
 
 
 class Capabilities:
@@ -44,6 +98,7 @@ class Capabilities:
         (`KVM_CAP_XSAVE` in QEMU 10.0's kvm_arch_required_capabilities[]):
         asking for one tells nothing about the host."""
         self.profile = profile
+        self._probe_calls = profile.extension_calls | profile.cpuid_calls | profile.ioctl_calls  # for `_direct`
         self.required: frozenset[str] = frozenset(required) | (base.required if base else frozenset())
         self.probes: dict[str, frozenset[Probe]] = dict(base.probes) if base else {}
         # Locals are reused (`r = kvm_check_extension(...)`, later
@@ -61,15 +116,33 @@ class Capabilities:
     ) -> frozenset[Probe]:
         """Probes whose result `expression` depends on (performed at `line` of `function`;
         line 0 means anywhere in it)."""
-        found = set(self._direct(expression, function, line))
-        for subject in expression.subjects:
-            if self._is_excluded_subject(subject):
-                continue
-            if line > 0 and subject in self._local_values:
-                found.update(self._local_value_at(subject, line))
-            else:
-                found.update(self.probes.get(subject, ()))
-        return frozenset(found)
+        return self._of_expression(expression, function, line, None)
+
+    def _of_expression(
+        self, expression: Expression, function: Function | None, line: int, solving: _Solving | None
+    ) -> frozenset[Probe]:
+        # Most expressions make no probe call and name no member the kernel fills in.
+        calls = expression.calls
+        direct = (calls and not self._probe_calls.isdisjoint(calls)) or (self.profile.host_fields and expression.fields)
+        found = frozenset(self._direct(expression, function, line)) if direct else _NONE
+        return self._read(found, expression.subjects, line, solving)
+
+    def _read(
+        self, found: frozenset[Probe], keys: tuple[str, ...], line: int, solving: _Solving | None
+    ) -> frozenset[Probe]:
+        """`found` and the probes `keys` carry at `line`; `solving` notes them read."""
+        excluded, local_values, all_probes = self._is_excluded_subject, self._local_values, self.probes
+        if solving:
+            readers, step, excluded = solving.readers, solving.step, solving.excluded
+        for key in keys:
+            if solving:
+                readers[key].append((step, line))
+            at_line = line > 0 and key in local_values
+            probes = self._local_value_at(key, line) if at_line else all_probes.get(key, _NONE)
+            # Few keys carry probes: only those need asking whether excluded.
+            if not probes <= found and not excluded(key):
+                found = found | probes
+        return found
 
     def _local_value_at(self, key: str, line: int) -> frozenset[Probe]:
         """Probes of the last assignment to a local above `line` (branches and loops ignored)."""
@@ -111,33 +184,29 @@ class Capabilities:
         if function is None:
             return []
         found: list[Probe] = []
-        calls = set(expression.calls)
+        calls, profile = expression.calls, self.profile
         path, name = function.path, function.name
-        if calls & self.profile.extension_calls:
+        if not profile.extension_calls.isdisjoint(calls):
             found.extend(
                 Probe(c, "kvm-cap", path, line, name)
                 for c in expression.constants
                 if c.startswith("KVM_CAP_") and c not in self.required
             )
-        if calls & self.profile.cpuid_calls:
+        if not profile.cpuid_calls.isdisjoint(calls):
             found.append(Probe(expression.text, "cpuid", path, line, name))
-        if calls & self.profile.ioctl_calls:
-            found.extend(
-                Probe(c, "ioctl", path, line, name) for c in expression.constants if c in self.profile.query_ioctls
-            )
+        if not profile.ioctl_calls.isdisjoint(calls):
+            found.extend(Probe(c, "ioctl", path, line, name) for c in expression.constants if c in profile.query_ioctls)
         # A member the kernel fills in (s390 `cs->kvm_run->kvm_valid_regs`) is host data where it is read.
         for field in expression.fields:
             found.extend(
                 Probe(h, "kvm-run", path, line or function.line, name)
-                for h in self.profile.host_fields
+                for h in profile.host_fields
                 if field == h or field.endswith("." + h) or field.startswith(h + ".") or ("." + h + ".") in field
             )
         return found
 
-    def _guard_probes(self, guard: Guard, function: Function) -> frozenset[Probe]:
-        probes = frozenset(
-            p for atom in guard.condition.atoms() for p in self.of_expression(atom, function, guard.line)
-        )
+    def _guard_probes(self, guard: Guard, function: Function, probes: frozenset[Probe]) -> frozenset[Probe]:
+        """What the `probes` of the guard's condition make of the value it guards."""
         if not probes or guard.kind != "case" or not guard.label:
             return probes
         # A case of a switch over a host query: the case label is the probe
@@ -147,7 +216,13 @@ class Capabilities:
             Probe(label.strip(), kind, function.path, guard.line, function.name) for label in guard.label.split("|")
         )
 
-    def _assignment_probes(self, assignment: Assignment, function: Function) -> frozenset[Probe]:
+    def _condition(self, guard: Guard, function: Function) -> tuple[frozenset[Probe], tuple[str, ...]]:
+        """The probes a guard's condition makes itself, and the keys it reads."""
+        atoms = guard.condition.atoms()
+        made = frozenset(p for atom in atoms for p in self._direct(atom, function, guard.line))
+        return made, tuple(key for atom in atoms for key in atom.subjects)
+
+    def _assignment_probes(self, assignment: Assignment, function: Function, solving: _Solving) -> frozenset[Probe]:
         if (
             assignment.target_is_state
             and not set(assignment.value.calls) & self.profile.allocation_calls
@@ -160,7 +235,7 @@ class Capabilities:
             # and members the profile names as rebuilt from host probes on each
             # end instead of migrated (loongarch's `env->cpucfg[2]` LBT bits).
             return frozenset()
-        direct = self.of_expression(assignment.value, function, assignment.line)
+        direct = self._of_expression(assignment.value, function, assignment.line, solving)
         if direct:
             return direct
         # Control dependence: the innermost if/case over a capability decides the
@@ -169,25 +244,19 @@ class Capabilities:
         # (`if (kvm_check_extension(s, KVM_CAP_TSC_CONTROL)) { set_ioctl = true; }`).
         local = assignment.target.startswith("local:")
         for guard in reversed(assignment.guards):
+            if (condition := solving.conditions.get((id(guard), id(function)))) is None:
+                condition = solving.conditions[id(guard), id(function)] = self._condition(guard, function)
+            made, keys = condition
             if guard.kind == "early-return":
                 # `if (!kvm_check_extension(cs->kvm_state, KVM_CAP_SW_TLB)) { return 0; }`
                 # above `env->kvm_sw_tlb = true;` (ppc's kvm_booke206_tlb_init)
                 # decides the value; `if (ret < 0) { return ret; }` is everywhere,
                 # so only a probe made in the condition itself counts, and only
                 # for what outlives the function.
-                if not local:
-                    probes = frozenset(
-                        p for atom in guard.condition.atoms() for p in self._direct(atom, function, guard.line)
-                    )
-                    if probes:
-                        return probes
+                if not local and made:
+                    return made
                 continue
-            if local:
-                probes = frozenset(
-                    p for atom in guard.condition.atoms() for p in self._direct(atom, function, guard.line)
-                )
-            else:
-                probes = self._guard_probes(guard, function)
+            probes = made if local else self._guard_probes(guard, function, self._read(made, keys, guard.line, solving))
             if probes:
                 return probes
         return frozenset()
@@ -211,35 +280,61 @@ class Capabilities:
 
     def _solve(self, functions: tuple[Function, ...]) -> None:
         # The functions are not kept: an analysis (with this) is cached whole.
+        ioctl_calls = self.profile.ioctl_calls
         for function in functions:
             for call in function.calls:
+                if call.callee not in ioctl_calls:
+                    continue  # as most calls: no query
                 for key, probe in self._query_outputs(call, function):
                     self._add(key, frozenset({probe}))
                     if key.startswith("local:"):
                         # The ioctl fills the buffer: from here on it holds host data.
                         values = self._local_values.setdefault(key, {})
                         values[call.line] = values.get(call.line, frozenset()) | {probe}
+        # Rounds over the assignments and returns in order, each seeing what those
+        # before it found, until one adds no probes to any key, or 20 of them. The
+        # first evaluates each (a device's functions read what its base holds);
+        # the others only those that read something changed since: any other
+        # would find what it found before.
+        steps: list[tuple[Function, Assignment | None]] = []
+        for function in functions:
+            steps.extend((function, assignment) for assignment in function.assignments)
+            # The result of a probe or ioctl wrapper is judged at each call site,
+            # by the KVM_CAP_* or request constant its caller passes.
+            wrapper = self._is_probe_call(function.name) or function.name in self.profile.ioctl_calls
+            if function.returns and not wrapper:
+                steps.append((function, None))
+        solving = _Solving(steps, self._is_excluded_subject)
         for _ in range(20):
             changed = False
-            for function in functions:
-                for assignment in function.assignments:
-                    probes = self._assignment_probes(assignment, function)
-                    if assignment.target.startswith("local:"):
-                        values = self._local_values.setdefault(assignment.target, {})
-                        values[assignment.line] = values.get(assignment.line, frozenset()) | probes
-                    if probes and self._add(assignment.target, probes):
-                        changed = True
-                if self._is_probe_call(function.name) or function.name in self.profile.ioctl_calls:
-                    # The result of a probe or ioctl wrapper is judged at each call
-                    # site, by the KVM_CAP_* or request constant its caller passes.
-                    continue
-                returned: set[Probe] = set()
-                for returned_value in function.returns:
-                    returned.update(self.of_expression(returned_value.value, function))
-                if returned and self._add(f"call:{function.name}", frozenset(returned)):
-                    changed = True
+            for function, assignment in solving.next_round():
+                changed |= self._run(function, assignment, solving)
             if not changed:
                 break
+
+    def _run(self, function: Function, assignment: Assignment | None, solving: _Solving) -> bool:
+        """Evaluate an assignment or (None) the function's returns, and queue the
+        steps that read what it changes; True when it added probes to a key."""
+        if assignment is None:
+            target, line = f"call:{function.name}", 0
+            probes = _NONE
+            for returned in function.returns:
+                probes |= self._of_expression(returned.value, function, 0, solving)
+        else:
+            target, line = assignment.target, assignment.line
+            probes = self._assignment_probes(assignment, function, solving)
+        if target.startswith("local:"):
+            if target not in self._local_values and target in self.probes:
+                solving.touch(target, 1)  # read at a line from `probes` until now, as a local from here on
+            values = self._local_values.setdefault(target, {})
+            if line not in values or not probes <= values[line]:
+                values[line] = values.get(line, frozenset()) | probes
+                solving.touch(target, line + 1)  # read as it stands above a line
+        if not probes or not self._add(target, probes):
+            return False
+        # Read from `probes` where read at no line, or not as a local.
+        solving.touch(target, 0, 0 if target in self._local_values else None)
+        return True
 
     def _add(self, key: str, probes: frozenset[Probe]) -> bool:
         """Add probes to a key; True when that changed anything."""

@@ -1,0 +1,135 @@
+"""The capability fixed point: probes reach a key whatever the order its functions come in."""
+
+from __future__ import annotations
+
+from analyzer.capabilities import Capabilities, Probe
+from analyzer.facts.extract import extract_file
+from analyzer.profile import load_profile
+
+PATH = "target/i386/kvm/kvm.c"
+
+# Each function reads what a later one sets, so every step of the chain
+# is found one round after the one it depends on.
+SOURCE = b"""
+static bool has_c;
+static bool has_b;
+static bool has_a;
+static bool has_x;
+static bool has_y;
+static bool has_follow;
+static bool has_late;
+static bool has_sw_tlb;
+
+static void set_c(KVMState *s)
+{
+    has_c = has_b;
+}
+
+static bool get_a(void)
+{
+    return has_a;
+}
+
+static void set_b(KVMState *s)
+{
+    has_b = get_a();
+}
+
+static void set_a(KVMState *s)
+{
+    has_a = kvm_check_extension(s, KVM_CAP_FOO);
+}
+
+static int reuse(KVMState *s)
+{
+    int r;
+
+    r = later_probe();
+    has_x = r;
+    r = 0;
+    has_y = r;
+    return 0;
+}
+
+static int later_probe(void)
+{
+    return kvm_check_extension(kvm_state, KVM_CAP_BAR);
+}
+
+static void follow(void)
+{
+    int v;
+
+    if (has_late) {
+        v = 1;
+        has_follow = true;
+    }
+}
+
+static void set_late(KVMState *s)
+{
+    has_late = kvm_check_extension(s, KVM_CAP_LATE);
+}
+
+static int tlb_init(KVMState *s)
+{
+    int ret;
+
+    if (!kvm_check_extension(s, KVM_CAP_SW_TLB)) {
+        return 0;
+    }
+    ret = 1;
+    has_sw_tlb = true;
+    return ret;
+}
+"""
+
+
+def _line(text: str) -> int:
+    """The line of SOURCE that holds `text`."""
+    (line,) = [n for n, source_line in enumerate(SOURCE.decode().splitlines(), 1) if text in source_line]
+    return line
+
+
+def _solve() -> Capabilities:
+    profile = load_profile("i386")
+    return Capabilities(extract_file(PATH, SOURCE, profile, "kvm").functions, profile)
+
+
+def test_a_probe_reaches_back_through_functions_defined_before_it() -> None:
+    # has_c <- has_b <- get_a() <- has_a <- KVM_CAP_FOO, each link one round later.
+    probes = _solve().probes
+    foo = frozenset({Probe("KVM_CAP_FOO", "kvm-cap", PATH, _line("has_a = kvm_check_extension"), "set_a")})
+    for key in (f"var:{PATH}:has_a", "call:get_a", f"var:{PATH}:has_b", f"var:{PATH}:has_c"):
+        assert probes.get(key) == foo, key
+
+
+def test_a_local_is_read_as_last_assigned_above() -> None:
+    # `r = later_probe()` learns its probe in the second round; `has_x = r` below
+    # it must be evaluated again, `has_y = r` reads the `r = 0` in between.
+    capabilities = _solve()
+    bar = frozenset({Probe("KVM_CAP_BAR", "kvm-cap", PATH, 0, "later_probe")})  # a return: anywhere in it
+    r = f"local:{PATH}:reuse:r"
+    assert capabilities._local_values[r] == {_line("r = later_probe()"): bar, _line("r = 0;"): frozenset()}
+    assert capabilities.probes.get(f"var:{PATH}:has_x") == bar
+    assert f"var:{PATH}:has_y" not in capabilities.probes
+
+
+def test_a_guard_learns_its_probe_after_what_it_guards() -> None:
+    # `if (has_late)` decides has_follow once has_late is known to be a
+    # capability; the local v under it only counts probes made in the condition.
+    capabilities = _solve()
+    late = frozenset({Probe("KVM_CAP_LATE", "kvm-cap", PATH, _line("has_late = kvm_check_extension"), "set_late")})
+    assert capabilities.probes.get(f"var:{PATH}:has_follow") == late
+    v = f"local:{PATH}:follow:v"
+    assert v not in capabilities.probes
+    assert capabilities._local_values[v] == {_line("v = 1;"): frozenset()}
+
+
+def test_an_early_return_on_a_probe_decides_what_outlives_the_function() -> None:
+    capabilities = _solve()
+    sw_tlb = frozenset({Probe("KVM_CAP_SW_TLB", "kvm-cap", PATH, _line("if (!kvm_check_extension"), "tlb_init")})
+    assert capabilities.probes.get(f"var:{PATH}:has_sw_tlb") == sw_tlb
+    # `ret` is a local, and so is what the function returns: no capability.
+    assert f"local:{PATH}:tlb_init:ret" not in capabilities.probes
+    assert "call:tlb_init" not in capabilities.probes
