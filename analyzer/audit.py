@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from .collector import collector_paused
 from .compat import CompatIndex
 from .config import Config
 from .errors import InputError
-from .facts.batch import Batch, Job, worker_pool
+from .facts.batch import Batch, Job, worker_count
 from .facts.model import Codec, Description, Diagnostic, Expression, FileFacts, Function, Reference
 from .findings import Finding, sorted_findings
 from .inventory import candidate_paths, collect_descriptions, description_files
@@ -179,10 +180,12 @@ def _analyse_units(
     units = _open_units(unit_reader, names, config)
     profiles = [profile for profile, _ in units]
     unit_jobs: list[Job] = [(f.path, f.data, f.role, i) for i, (_, tree) in enumerate(units) for f in tree.files]
-    # On worker processes: the units' files start at once, the inventory's once
-    # read; the units' analysis then runs here while the inventory's go on there.
-    with worker_pool(jobs, profiles, len(unit_jobs) + len(candidates)) as pool:
-        unit_batch = Batch(unit_jobs, profiles, cache, pool, largest_first=False)
+    workers = worker_count(jobs, len(unit_jobs) + len(candidates))
+    # On worker processes: the units' files start at once, and are analysed here
+    # unit by unit as they come back; the inventory's start once read, on
+    # workers that get what CPU the others leave.
+    with ExitStack() as running:
+        unit_batch = running.enter_context(Batch(unit_jobs, profiles, cache, workers, in_order=len(unit_jobs)))
         vmstate_paths = {f.path for _, tree in units for f in tree.files if f.role == "vmstate"}
         inventory_files = list(description_files(reader, vmstate_paths, candidates))
         # A tree read before, byte for byte, with the same code and settings:
@@ -192,12 +195,8 @@ def _analyse_units(
             if stamp_key:
                 cache.store_stamped(stamp_key, key)  # touched but unchanged: next time by stat
             return previous
-        inventory_jobs: list[Job] = [
-            (path, data, role, None) for path, data, _, role in inventory_files if data is not None
-        ]
-        inventory_batch = Batch(inventory_jobs, profiles, cache, pool)
-        # Unit by unit, each as soon as its files are: the next ones' are being
-        # extracted meanwhile.
+        inventory_jobs: list[Job] = [(path, data, role, None) for path, data, _, role in inventory_files if data]
+        inventory_batch = running.enter_context(Batch(inventory_jobs, profiles, cache, workers, background=True))
         jobs_of = [[j for j, job in enumerate(unit_jobs) if job[3] == i] for i in range(len(units))]
         analyses, unit_facts = _analyse_each(units, lambda i: unit_batch.facts(progress, jobs_of[i]))
         inventory_facts = inventory_batch.facts(progress)

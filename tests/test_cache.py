@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -193,18 +194,85 @@ def test_collector_is_paused_only_while_analysing(monkeypatch: pytest.MonkeyPatc
     assert gc.isenabled()
 
 
-def test_batch_gives_the_facts_asked_for_in_that_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    from analyzer.facts.batch import Batch, worker_pool
+def test_batch_gives_the_facts_asked_for_in_that_order() -> None:
+    from analyzer.facts.batch import Batch
     from analyzer.profile import load_profile
 
-    monkeypatch.setattr(analyzer.facts.batch, "PARALLEL_THRESHOLD", 1)
     profiles = [load_profile("i386")]
     jobs = [(f"f{i}.c", f"int f{i}(void) {{ return {i}; }}\n".encode(), "kvm", 0) for i in range(9)]
-    with worker_pool(2, profiles, len(jobs)) as pool:
-        assert pool is not None
-        batch = Batch(jobs, profiles, None, pool, largest_first=False)
+    with Batch(jobs, profiles, None, workers=2, in_order=len(jobs)) as batch:
         assert [f.path for f in batch.facts(wanted=[7, 2])] == ["f7.c", "f2.c"]
         assert [f.path for f in batch.facts()] == [f"f{i}.c" for i in range(9)]
+
+
+def _slow_jobs(count: int) -> list[tuple[str, bytes, str, int]]:
+    return [(f"f{i}.c", f"int f{i}(void) {{ return {i}; }}\n".encode(), "kvm", 0) for i in range(count)]
+
+
+def _in_workers_only(monkeypatch: pytest.MonkeyPatch, act: Callable[[str], None]) -> None:
+    """Make each extraction slow (so that the workers take some jobs), and `act` in the workers only."""
+    import os
+    import time
+
+    import analyzer.facts.batch
+
+    main = os.getpid()
+    original = analyzer.facts.batch.extract_file
+
+    def extract(path: str, *args: object, **kwargs: object) -> object:
+        time.sleep(0.01)
+        if os.getpid() != main:
+            act(path)
+        return original(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(analyzer.facts.batch, "extract_file", extract)
+
+
+def test_workers_take_jobs_and_send_facts_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from analyzer.facts.batch import Batch
+    from analyzer.profile import load_profile
+
+    log = tmp_path / "extracted-in-workers"
+    _in_workers_only(monkeypatch, lambda path: log.open("a").write(path + "\n"))
+    jobs = _slow_jobs(60)
+    with Batch(jobs, [load_profile("i386")], None, workers=2, in_order=len(jobs)) as batch:
+        facts = batch.facts()
+    assert [f.path for f in facts] == [f"f{i}.c" for i in range(60)]
+    in_workers = log.read_text().split()
+    assert in_workers, "the workers took no job"
+    assert len(set(in_workers)) == len(in_workers) < 60  # each job once; this process took some too
+
+
+def test_a_failing_worker_names_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzer.facts.batch import Batch, WorkerError
+    from analyzer.profile import load_profile
+
+    def fail(path: str) -> None:
+        raise ValueError(f"cannot read {path}")
+
+    _in_workers_only(monkeypatch, fail)
+    jobs = _slow_jobs(60)
+    with (
+        pytest.raises(WorkerError, match=r"^(f\d+\.c): ValueError: cannot read \1$") as raised,
+        Batch(jobs, [load_profile("i386")], None, workers=2) as batch,
+    ):
+        batch.facts()
+    assert 'in fail\n    raise ValueError(f"cannot read {path}")' in str(raised.value.__cause__)
+
+
+def test_a_worker_that_dies_is_an_error_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from analyzer.facts.batch import Batch, WorkerError
+    from analyzer.profile import load_profile
+
+    _in_workers_only(monkeypatch, lambda path: os._exit(3))
+    jobs = _slow_jobs(60)
+    with (
+        pytest.raises(WorkerError, match="a worker process died"),
+        Batch(jobs, [load_profile("i386")], None, workers=2) as batch,
+    ):
+        batch.facts()
 
 
 def test_a_cached_analysis_found_while_workers_run_ends_the_run(

@@ -1,21 +1,31 @@
-"""Facts of many files at once: from the cache, or parsed on several processes."""
+"""Facts of many files at once: from the cache, or extracted on several processes.
+
+Worker processes are forked once a batch's jobs are known, and inherit them:
+a file's bytes never travel to a worker, only facts travel back. Each worker
+takes the next job itself from a shared counter, so that none waits on the
+main process, which meanwhile analyses the units whose facts have come back;
+when it needs facts not yet extracted, it takes jobs from the same counter.
+"""
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from contextlib import contextmanager
+import multiprocessing
+import os
+import queue
+import traceback
+from collections.abc import Callable, Iterable
+from multiprocessing.context import ForkContext
+from multiprocessing.sharedctypes import Synchronized
+from types import TracebackType
 
 from ..cache import FactsCache
 from ..profile import Profile
 from .extract import extract_file
 from .model import FileFacts
 
-# Below this many files to parse, starting worker processes costs more than it saves.
+# Below this many files to extract, starting worker processes costs more than it saves.
 PARALLEL_THRESHOLD = 64
-# Files sent to a worker at a time: fewer round trips, still a fair share each.
-_CHUNK = 4
 
 # path, bytes, role, and the index of the unit profile it is read for; None for
 # the inventory, whose facts (descriptions) no profile changes.
@@ -23,22 +33,9 @@ Job = tuple[str, bytes, str, int | None]
 Progress = Callable[[str, int, int], None]
 
 
-_worker_profiles: list[Profile] = []
-
-
-def _start_worker(profiles: list[Profile]) -> None:
-    global _worker_profiles
-    _worker_profiles = profiles  # sent once per worker, not once per file
-    gc.disable()  # a short-lived process building acyclic facts: see analyzer/collector.py
-
-
 def _extract(job: Job, profiles: list[Profile]) -> FileFacts:
     path, data, role, unit = job
     return extract_file(path, data, profiles[unit or 0], role)
-
-
-def _extract_chunk_in_worker(jobs: list[Job]) -> list[FileFacts]:
-    return [_extract(job, _worker_profiles) for job in jobs]
 
 
 def _extraction_key(job: Job, profiles: list[Profile]) -> str:
@@ -48,33 +45,43 @@ def _extraction_key(job: Job, profiles: list[Profile]) -> str:
     return "" if unit is None else f"{role}:{profiles[unit].extraction_key(data)}"
 
 
-@contextmanager
-def worker_pool(workers: int, profiles: list[Profile], files: int) -> Iterator[Executor | None]:
-    """Processes to extract on, or None when one process does better (few files)."""
-    if workers <= 1 or files < PARALLEL_THRESHOLD:
-        yield None
-        return
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(profiles,))
+def worker_count(workers: int, files: int) -> int:
+    """How many processes to extract `files` files on, at most `workers`."""
+    return workers if files >= PARALLEL_THRESHOLD else 1
+
+
+def _fork_context() -> ForkContext | None:
+    """Forking is what lets workers inherit the jobs; where there is none, one process does it all."""
     try:
-        yield pool
-    finally:
-        # Work a cached analysis made unnecessary is dropped, not waited for.
-        pool.shutdown(wait=True, cancel_futures=True)
+        return multiprocessing.get_context("fork")
+    except ValueError:
+        return None
+
+
+class WorkerError(RuntimeError):
+    """A worker failed: the message names the file and the error; its cause carries
+    the worker's traceback."""
+
+
+class _RemoteTracebackError(Exception):
+    """The traceback of a worker, as text (tracebacks do not travel between processes)."""
 
 
 class Batch:
-    """The facts of a list of jobs: cached ones at once, the rest extracted on
-    `pool` as soon as the batch is made (so that the caller can do other work,
-    or start another batch, meanwhile) or when asked for, without a pool.
-    A file read alike for several units is extracted (and cached) once."""
+    """The facts of a list of jobs: cached ones at once, the others extracted on
+    `workers` processes, started as soon as the batch is made (so that the caller
+    can do other work meanwhile), and here when asked for.
+    A file read alike for several units is extracted (and cached) once.
+    Use it as a context manager, which stops the workers."""
 
     def __init__(
         self,
         jobs: list[Job],
         profiles: list[Profile],
         cache: FactsCache | None,
-        pool: Executor | None = None,
-        largest_first: bool = True,
+        workers: int = 1,
+        in_order: int = 0,
+        background: bool = False,
     ) -> None:
         self.jobs, self.profiles, self.cache = jobs, profiles, cache
         self.keys = [_extraction_key(job, profiles) for job in jobs]
@@ -88,61 +95,109 @@ class Batch:
         self.results: dict[int, FileFacts | None] = {
             i: cache.load(self.keys[i], jobs[i][0], jobs[i][2], jobs[i][1]) if cache else None for i in unique
         }
-        self.missing = [i for i in unique if self.results[i] is None]
-        self.done = 0
-        # Extracting chunks of the missing jobs, and which chunk each job is in.
-        self.chunks: list[tuple[list[int], Future[list[FileFacts]]]] = []
-        self.chunk_of: dict[int, int] = {}
-        if pool is not None:
-            # Largest files first (kvm.c, cpu.c), so that no worker is left with them
-            # at the end; or in order, for a caller that uses them as they come.
-            order = sorted(self.missing, key=lambda i: -len(jobs[i][1])) if largest_first else self.missing
-            for start in range(0, len(order), _CHUNK):
-                chunk = order[start : start + _CHUNK]
-                self.chunk_of.update((i, len(self.chunks)) for i in chunk)
-                self.chunks.append((chunk, pool.submit(_extract_chunk_in_worker, [jobs[i] for i in chunk])))
+        missing = [i for i in unique if self.results[i] is None]
+        self.done, self.total = 0, len(missing)
+        # The first `in_order` jobs in order, for a caller that uses them as they
+        # come; then the largest files first, so that no worker is left with one at the end.
+        self._order = [i for i in missing if i < in_order]
+        self._order += sorted((i for i in missing if i >= in_order), key=lambda i: -len(jobs[i][1]))
+        self._claimed = 0  # positions in _order taken, when there are no workers
+        context = _fork_context() if workers > 1 and missing else None
+        self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._counter: Synchronized[int] | None = None  # positions of _order taken, shared with the workers
+        if context is not None:
+            self._counter = context.Value("l", 0)
+            self._returned: multiprocessing.Queue[tuple[int, FileFacts | tuple[str, str]]] = context.Queue()
+            self._processes = [
+                context.Process(target=self._work, args=(background,), daemon=True) for _ in range(workers)
+            ]
+            for process in self._processes:
+                process.start()
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        # Work a cached analysis (or an error) made unnecessary is dropped, not waited for.
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self._processes:
+            process.join()
+        self._processes = []
 
     def facts(self, progress: Progress | None = None, wanted: Iterable[int] | None = None) -> list[FileFacts]:
         """The facts of the `wanted` jobs (default: all), in that order."""
-        if wanted is None:
-            # Rather than wait, take the chunks no worker has started, from the
-            # back of the queue (the workers take from the front).
-            for position in reversed(range(len(self.chunks))):
-                chunk, future = self.chunks[position]
-                if future.cancel():
-                    for index in chunk:
-                        self._store(index, _extract(self.jobs[index], self.profiles), progress)
         found: list[FileFacts] = []
         for i in range(len(self.jobs)) if wanted is None else wanted:
             index = self.same_as[i]
-            facts = self.results[index]
-            if facts is None:
-                self._extract(index, progress)
-                facts = self.results[index]
-            if facts is not None:
-                found.append(facts)
+            while (facts := self.results[index]) is None:
+                self._advance(progress)
+            found.append(facts)
         return found
 
-    def _extract(self, index: int, progress: Progress | None) -> None:
-        if index in self.chunk_of:
-            chunk, future = self.chunks[self.chunk_of[index]]
-            if not future.cancel():  # started: wait for it; else extract it here
-                for i, extracted in zip(chunk, future.result(), strict=True):
-                    self._store(i, extracted, progress)
-                return
-            for i in chunk:
-                self._store(i, _extract(self.jobs[i], self.profiles), progress)
-        else:
+    # -- main process ------------------------------------------------------
+
+    def _advance(self, progress: Progress | None) -> None:
+        """Store facts a worker sent back; else extract the next job no worker has
+        taken; else wait for a worker."""
+        if self._processes and self._receive(wait=False, progress=progress):
+            return
+        position = self._claim()
+        if position is not None:
+            index = self._order[position]
             self._store(index, _extract(self.jobs[index], self.profiles), progress)
+            return
+        while not self._receive(wait=True, progress=progress):
+            if not any(process.is_alive() for process in self._processes):
+                raise WorkerError("a worker process died before sending its facts back")
+
+    def _receive(self, wait: bool, progress: Progress | None) -> bool:
+        try:
+            index, facts = self._returned.get(timeout=1.0) if wait else self._returned.get_nowait()
+        except queue.Empty:
+            return False
+        if isinstance(facts, tuple):
+            error, trace = facts
+            raise WorkerError(f"{self.jobs[index][0]}: {error}") from _RemoteTracebackError(trace)
+        self._store(index, facts, progress)
+        return True
+
+    def _claim(self) -> int | None:
+        """The next position of _order to extract, taken by this process or a worker; None when all are."""
+        if self._counter is None:
+            position, self._claimed = self._claimed, self._claimed + 1
+            return position if position < len(self._order) else None
+        with self._counter.get_lock():
+            position = self._counter.value
+            self._counter.value = position + 1
+        return position if position < len(self._order) else None
 
     def _store(self, index: int, facts: FileFacts, progress: Progress | None) -> None:
         path, data, role, _ = self.jobs[index]
         if progress is not None:
-            progress(path, self.done, len(self.missing))
+            progress(path, self.done, self.total)
         self.done += 1
         self.results[index] = facts
         if self.cache:
             self.cache.store(self.keys[index], path, role, data, facts)
+
+    # -- worker processes --------------------------------------------------
+
+    def _work(self, background: bool) -> None:
+        gc.disable()  # a short-lived process building acyclic facts: see analyzer/collector.py
+        if background:
+            # What the main process waits for first runs on other processes: the
+            # scheduler gives those the cores, these what is left.
+            os.nice(10)
+        while (position := self._claim()) is not None:
+            index = self._order[position]
+            try:
+                self._returned.put((index, _extract(self.jobs[index], self.profiles)))
+            except Exception as error:
+                self._returned.put((index, (f"{type(error).__name__}: {error}", traceback.format_exc())))
 
 
 def extract_many(
@@ -153,5 +208,5 @@ def extract_many(
     workers: int = 1,
 ) -> list[FileFacts]:
     """The facts of each job, in the jobs' order, on `workers` processes."""
-    with worker_pool(workers, profiles, len(jobs)) as pool:
-        return Batch(jobs, profiles, cache, pool).facts(progress)
+    with Batch(jobs, profiles, cache, worker_count(workers, len(jobs))) as batch:
+        return batch.facts(progress)
