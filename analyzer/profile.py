@@ -115,9 +115,13 @@ class Profile:
 
         state = sorted((k, v) for k, v in self.state_types.items() if present(k))
         accessors = sorted((k, v) for k, v in self.accessors.items() if present(k))
+        # The extractor asks whether a member path starts at cpu_type, and whether a
+        # local is of that type: neither can be so in a file that does not name it
+        # and names no state type or accessor rooted at it (a ppc device's
+        # state type in target/ppc/kvm.c, whose accessors are rooted at PowerPCCPU).
+        rooted = any(v == self.cpu_type or v.startswith(self.cpu_type + ".") for _, v in state + accessors)
         used = (
-            # Member paths start at cpu_type, reached from a variable of that or a state type.
-            self.cpu_type if present(self.cpu_type) or state or accessors else None,
+            self.cpu_type if present(self.cpu_type) or rooted else None,
             state,
             accessors,
             [t for t in self.register_tables if present(t.entry_macro)],

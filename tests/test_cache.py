@@ -290,3 +290,19 @@ def test_a_cached_analysis_found_while_workers_run_ends_the_run(
     machine = tree / "target/i386/machine.c"
     os.utime(machine, ns=(machine.stat().st_atime_ns, machine.stat().st_mtime_ns + 10**9))
     assert _json(audit(tree, cache=cache, jobs=2)) == cold
+
+
+def test_devices_share_the_facts_of_a_file_that_does_not_name_their_state() -> None:
+    from analyzer.profile import load_units
+
+    cpu, *devices = load_units("ppc")
+    by_name = {d.unit: d for d in devices}
+    spapr, timebase, spapr_cpu = by_name["spapr"], by_name["ppc-timebase"], by_name["spapr_cpu"]
+    # target/ppc/kvm.c's shape: the CPU's state and accessors, one device's state type.
+    kvm_c = b"void f(PowerPCCPU *cpu) { CPUPPCState *env = &cpu->env; *cpu_fpr_ptr(env, 0) = 1; }\n"
+    assert spapr.extraction_key(kvm_c) == timebase.extraction_key(kvm_c)
+    assert spapr.extraction_key(kvm_c) != cpu.extraction_key(kvm_c)
+    # Once the file names a device's state type, that device's facts are its own:
+    # its members are state there.
+    named = kvm_c + b"void g(SpaprCpuState *spapr_cpu) { spapr_cpu->vpa_addr = 0; }\n"
+    assert spapr_cpu.extraction_key(named) != spapr.extraction_key(named)
