@@ -82,6 +82,7 @@ def _shown(field: VMStateField) -> str:
     return field.path or field.embeds or field.macro
 
 
+@cache  # the same few thousand paths are split again for every overlap test
 def split_path(path: str) -> tuple[str, ...]:
     """`env.xmm_regs[i].ZMM_Q(2)` -> [env, xmm_regs, ZMM_Q]."""
     out: list[str] = []
