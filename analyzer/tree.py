@@ -60,7 +60,7 @@ class DirectoryReader:
             raise InputError(f"{root}: not a directory (give the top of a QEMU source tree)")
         self.root = root
         self.label = str(root)
-        self._prefix = str(root) + os.sep  # read() builds strings, not Paths
+        self._prefix = str(root) + os.sep  # read() and stamps() build strings, not Paths: cheaper
 
     def has_directory(self, path: str) -> bool:
         return (self.root / path).is_dir()
@@ -82,7 +82,7 @@ class DirectoryReader:
         digest = hashlib.sha256()
         for path in paths:
             try:
-                s = (self.root / path).stat()
+                s = os.stat(self._prefix + path)  # noqa: PTH116 (4,800 Paths cost more than the stats)
                 digest.update(f"{path}:{s.st_size}:{s.st_mtime_ns}:{s.st_ctime_ns}:{s.st_ino}\n".encode())
             except OSError as error:
                 digest.update(f"{path}:{error.errno}\n".encode())
