@@ -20,5 +20,10 @@ def collector_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        # What was built meanwhile sits in the youngest generation, which the
+        # next collection would walk whole (0.035 s for a cached analysis of
+        # QEMU 10.0): move it to the oldest, which only full collections visit.
+        gc.freeze()
+        gc.unfreeze()
         if enabled:
             gc.enable()

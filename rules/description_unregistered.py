@@ -87,6 +87,8 @@ class _Reachability:
                         self.declarations.setdefault(reference.name, []).append(Location(path, reference.line))
                     continue
                 targets = self._resolve(path, reference.name)
+                if not targets:
+                    continue  # most: `vms`, `kvm_state`, no description's name
                 owner = None
                 if reference.kind == "use":
                     owner = next((d for d in spans.get(path, ()) if d.line <= reference.line <= d.end_line), None)
