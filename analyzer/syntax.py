@@ -66,11 +66,17 @@ class Text:
 
     def compact(self, node: Node) -> str:
         """Node text with all whitespace and comments removed (`env . msr` -> `env.msr`)."""
-        return "".join(_strip_comments(self.raw(node)).split())
+        text = self.raw(node)
+        if text.isidentifier():
+            return text  # most nodes asked for are names: nothing to remove
+        return "".join(_strip_comments(text).split())
 
     def spaced(self, node: Node) -> str:
         """Node text with comments dropped and runs of whitespace folded to one space."""
-        return " ".join(_strip_comments(self.raw(node)).split())
+        text = self.raw(node)
+        if text.isidentifier():
+            return text
+        return " ".join(_strip_comments(text).split())
 
 
 def _strip_comments(text: str) -> str:
