@@ -191,7 +191,7 @@ class Batch:
         if background:
             # What the main process waits for first runs on other processes: the
             # scheduler gives those the cores, these what is left.
-            os.nice(10)
+            os.nice(19)
         while (position := self._claim()) is not None:
             index = self._order[position]
             try:
