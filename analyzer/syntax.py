@@ -29,9 +29,16 @@ def query(name: str, **fill: str) -> Query:
     return Query(_language(), source)
 
 
-def captures(query_: Query, node: Node, name: str) -> list[Node]:
-    """The nodes captured as @name, in document order."""
-    found = QueryCursor(query_).captures(node).get(name, [])
+def captures(query_: Query, node: Node, name: str, spans: Sequence[tuple[int, int]] | None = None) -> list[Node]:
+    """The nodes captured as @name, in document order; only in the byte `spans` when given."""
+    if spans is None:
+        found = QueryCursor(query_).captures(node).get(name, [])
+    else:
+        found = []
+        cursor = QueryCursor(query_)
+        for start, end in spans:
+            cursor.set_byte_range(start, end)
+            found += cursor.captures(node).get(name, [])
     return sorted(found, key=lambda n: n.start_byte)
 
 

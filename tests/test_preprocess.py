@@ -142,3 +142,18 @@ def test_property_spans_cover_property_definitions_only() -> None:
         ("reset-cbar", "ARMCPU", "reset_cbar", 6),
     ]
     assert not facts.diagnostics  # the broken function is not read
+
+
+def test_a_description_file_gives_the_properties_of_its_property_definitions() -> None:
+    from analyzer.facts.extract import extract_file
+    from analyzer.profile import load_profile
+
+    source = (
+        b'static const Property kvmclock_properties[] = {\n    DEFINE_PROP_BOOL("x-mach-use-reliable-get-clock",'
+        b" KVMClockState, mach_use_reliable_get_clock, true),\n};\n"
+        b'static void f(void) { g(DEFINE_PROP_BOOL("not-a-property", S, x, 0)); }\n'
+    )
+    facts = extract_file("hw/i386/kvm/clock.c", source, load_profile("i386"), "vmstate")
+    assert [(p.name, p.struct_type, p.member, p.line) for p in facts.properties] == [
+        ("x-mach-use-reliable-get-clock", "KVMClockState", "mach_use_reliable_get_clock", 2),
+    ]

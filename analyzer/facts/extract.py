@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from tree_sitter import Node
 
-from ..preprocess import description_spans, mask, property_spans
+from ..preprocess import MaskedSource, description_spans, mask, property_spans
 from ..profile import Profile
 from ..syntax import Text, error_nodes, line_of, parse
 from .code import Variable, declarator_name, declared_type, extract_function
@@ -184,7 +185,7 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
         codecs=tuple(codecs),
         functions=tuple(functions),
         # A device's common file defines its qdev properties beside its description.
-        properties=tuple(extract_properties(root, text, path, profile))
+        properties=tuple(extract_properties(root, text, path, profile, _property_spans(masked, role)))
         if role in (None, "properties", "vmstate")
         else (),
         compat_arrays=tuple(extract_compat_arrays(root, text, path)) if role in (None, "compat") else (),
@@ -194,3 +195,11 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
         diagnostics=tuple(sorted({*diagnostics, *description_diagnostics}, key=lambda d: (d.line, d.message))),
         references=scan_references(source) if role in (None, "vmstate", "inventory") else (),
     )
+
+
+def _property_spans(masked: MaskedSource, role: str | None) -> Sequence[tuple[int, int]]:
+    """Where a file's qdev properties are: its Property definitions (all a
+    properties file is parsed in)."""
+    if role == "properties" and masked.spans is not None:
+        return masked.spans
+    return property_spans(masked.text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from tree_sitter import Node
 
@@ -22,11 +23,14 @@ def _arguments(node: Node) -> list[Node]:
     return named_children(arguments) if arguments is not None else []
 
 
-def extract_properties(root: Node, text: Text, path: str, profile: Profile) -> list[PropertyDefinition]:
-    """`DEFINE_PROP_BOOL("x-migrate-smi-count", X86CPU, migrate_smi_count, true)` and kin."""
+def extract_properties(
+    root: Node, text: Text, path: str, profile: Profile, spans: Sequence[tuple[int, int]]
+) -> list[PropertyDefinition]:
+    """`DEFINE_PROP_BOOL("x-migrate-smi-count", X86CPU, migrate_smi_count, true)` and kin,
+    in the Property definitions at `spans` (preprocess.property_spans)."""
     found: list[PropertyDefinition] = []
     macro_calls = query("macro_calls", prefix="^" + re.escape(profile.property_macros_prefix))
-    for node in captures(macro_calls, root, "call"):
+    for node in captures(macro_calls, root, "call", spans):
         args = _arguments(node)
         if len(args) < 3 or args[0].type not in ("string_literal", "concatenated_string"):
             continue
