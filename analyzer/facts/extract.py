@@ -99,14 +99,19 @@ def _enclosing_symbol(node: Node, text: Text) -> str:
     return "file scope"
 
 
-def _called_from(roots: set[str], definitions: list[Node], text: Text) -> list[Node]:
-    """The definitions named in `roots` and those they call, directly or not, in file order."""
+def _by_name(definitions: list[Node]) -> dict[str, Node]:
     by_name: dict[str, Node] = {}
     for node in definitions:
         declarator = node.child_by_field_name("declarator")
         name = declarator_name(declarator) if declarator is not None else None
         if name:
             by_name.setdefault(name, node)
+    return by_name
+
+
+def _called_from(roots: set[str], definitions: list[Node], text: Text) -> list[Node]:
+    """The definitions named in `roots` and those they call, directly or not, in file order."""
+    by_name = _by_name(definitions)
     wanted: set[str] = set()
     stack = [name for name in roots if name in by_name]
     while stack:
@@ -116,6 +121,20 @@ def _called_from(roots: set[str], definitions: list[Node], text: Text) -> list[N
         wanted.add(name)
         stack.extend(c for c in _callees(by_name[name], text) if c in by_name and c not in wanted)
     return [node for node in definitions if any(by_name.get(name) is node for name in wanted)]
+
+
+def _calling(calls: frozenset[str], definitions: list[Node], text: Text) -> set[str]:
+    """Names of the definitions that call one of `calls`, directly or through others of the file."""
+    callees = {name: _callees(node, text) for name, node in _by_name(definitions).items()}
+    calling: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, called in callees.items():
+            if name not in calling and not called.isdisjoint(calls | calling):
+                calling.add(name)
+                changed = True
+    return calling
 
 
 def _callees(function: Node, text: Text) -> set[str]:
@@ -164,6 +183,7 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
         extract_descriptions(root, text, masked, path) if role in (None, "vmstate", "inventory") else ([], [])
     )
     codecs = extract_codecs(root, text, path) if role in (None, "vmstate") else []
+    machines = extract_machines(root, text, path, profile) if role in (None, "machines") else []
     functions: list[Function] = []
     if role is None or role in _FUNCTION_ROLES:
         file_scope = _file_scope(root, text, path)
@@ -174,6 +194,16 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
             roots = {c for d in descriptions for c in (d.needed, d.post_load, d.pre_load, d.pre_save) if c}
             roots |= {f for c in codecs for f in (c.get, c.put) if f}
             definitions = _called_from(roots, definitions, text)
+        elif role == "machines":
+            # A machines file (hw/riscv/virt.c has 100 functions) is read for the
+            # calls from a machine type's options function to compat_props_add()
+            # (CompatIndex): those functions, what they call, and what leads to such a call.
+            roots = {m.options_function for m in machines} | _calling(profile.compat_add_calls, definitions, text)
+            definitions = _called_from(roots, definitions, text)
+        elif role == "cpu_model":
+            # Read for where the [cpu_model] check function is defined.
+            check = profile.cpu_model.check_function if profile.cpu_model else None
+            definitions = [node for name, node in _by_name(definitions).items() if name == check]
         for node in definitions:
             condition = masked.condition_at(node.start_byte)
             function = extract_function(node, text, path, profile, file_scope, condition)
@@ -189,7 +219,7 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
         if role in (None, "properties", "vmstate")
         else (),
         compat_arrays=tuple(extract_compat_arrays(root, text, path)) if role in (None, "compat") else (),
-        machines=tuple(extract_machines(root, text, path, profile)) if role in (None, "machines") else (),
+        machines=tuple(machines),
         table_entries=tuple(_table_entries(root, text, path, profile)) if role in (None, "kvm") else (),
         required_capabilities=tuple(_required_capabilities(root, text, path)) if role in (None, "kvm", "accel") else (),
         diagnostics=tuple(sorted({*diagnostics, *description_diagnostics}, key=lambda d: (d.line, d.message))),
