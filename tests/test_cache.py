@@ -319,3 +319,21 @@ def test_what_is_built_while_paused_goes_to_the_oldest_generation() -> None:
     assert not any(o is built for o in gc.get_objects(generation=0))
     assert any(o is built for o in gc.get_objects(generation=2))
     assert gc.isenabled()
+
+
+def test_ctrl_c_is_left_to_the_main_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+    import time
+
+    from analyzer.facts.batch import Batch
+    from analyzer.profile import load_profile
+
+    _in_workers_only(monkeypatch, lambda path: None)
+    jobs = _slow_jobs(100)
+    with Batch(jobs, [load_profile("i386")], None, workers=2) as batch:
+        time.sleep(0.1)  # the workers are taking jobs
+        for process in batch._processes:
+            assert process.pid is not None
+            os.kill(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C reaches the process group
+        assert len(batch.facts()) == 100  # no worker died of it

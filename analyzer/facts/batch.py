@@ -13,6 +13,7 @@ import gc
 import multiprocessing
 import os
 import queue
+import signal
 import traceback
 from collections.abc import Callable, Iterable
 from multiprocessing.context import ForkContext
@@ -188,6 +189,9 @@ class Batch:
 
     def _work(self, background: bool) -> None:
         gc.disable()  # a short-lived process building acyclic facts: see analyzer/collector.py
+        # Ctrl-C reaches the whole process group: the main process stops the
+        # workers and says so once, rather than each printing a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if background:
             # What the main process waits for first runs on other processes: the
             # scheduler gives those the cores, these what is left.
