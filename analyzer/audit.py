@@ -324,7 +324,7 @@ def _analyse_unit(
         _model_check_at(profile, functions_of("cpu_model")),
     )
     subsections = sorted(assessor.assess_all(), key=lambda r: (r.description.path, r.description.line))
-    migrated = _migrated_paths(descriptions, assessor, functions_of("vmstate"), codec_state)
+    migrated = _migrated_paths(descriptions, assessor, functions_of("vmstate"), codec_state, profile)
     diagnostics = [d for ff in facts for d in ff.diagnostics]
     diagnostics.extend(
         Diagnostic(
@@ -381,7 +381,9 @@ def _codec_state(
     for symbol in sorted(used & codecs.keys()):
         get = codecs[symbol].get
         reached = _reachable([get] if get else [], functions)
-        written = {a.target.removeprefix("field:") for f in reached for a in f.assignments if a.target_is_state}
+        written = {
+            a.target.removeprefix("field:") for f in reached for a in f.assignments if profile.is_state_key(a.target)
+        }
         written.update(p for f in reached for c in f.calls for p in profile.setters.get(c.callee, ()))
         state[symbol] = tuple(sorted(written))
     return state
@@ -411,6 +413,7 @@ def _migrated_paths(
     assessor: Assessor,
     functions: list[Function],
     codec_state: dict[str, tuple[str, ...]],
+    profile: Profile,
 ) -> list[str]:
     """Member paths the CPU descriptions carry (X86CPU.env.pat), with those their
     pre_save/post_load derive from carried ones (env.fpstt from env.fpus_vmstate)
@@ -423,7 +426,7 @@ def _migrated_paths(
     }
     carried.update(path for paths in codec_state.values() for path in paths)
     callbacks = {c for d in descriptions.values() for c in (d.pre_save, d.post_load) if c}
-    assignments = [a for f in _reachable(callbacks, functions) for a in f.assignments if a.target_is_state]
+    assignments = [a for f in _reachable(callbacks, functions) for a in f.assignments if profile.is_state_key(a.target)]
 
     def is_carried(path: str) -> bool:
         return any(overlaps(split_path(path), split_path(c)) for c in carried)

@@ -224,7 +224,7 @@ class Capabilities:
 
     def _assignment_probes(self, assignment: Assignment, function: Function, solving: _Solving) -> frozenset[Probe]:
         if (
-            assignment.target_is_state
+            self.profile.is_state_key(assignment.target)
             and not set(assignment.value.calls) & self.profile.allocation_calls
             and not self._is_host_state(assignment.target)
         ):

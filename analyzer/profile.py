@@ -94,11 +94,20 @@ class Profile:
     # Capabilities without which QEMU refuses to run where they matter, beyond
     # the KVMCapabilityInfo tables (ppc's KVM_CAP_PPC_SEGSTATE at vCPU init).
     required_capabilities: tuple[str, ...] = ()
+    # What the fact extractor reads, the same for every unit of the target so that
+    # a file read by several (target/ppc/kvm.c) is extracted once: the state types
+    # of all its units, and the types whose locals are roots rather than aliases.
+    extraction_state_types: dict[str, str] = field(default_factory=dict)
+    unit_state_types: frozenset[str] = frozenset()
 
     @property
     def label(self) -> str:
         """`i386` for a CPU, `i386/kvmclock` for a device."""
         return self.target if self.unit == "cpu" else f"{self.target}/{self.unit}"
+
+    def is_state_key(self, key: str) -> bool:
+        """Whether a symbol key is a member of this unit's migrated state."""
+        return key.startswith(f"field:{self.cpu_type}.")
 
     @cached_property
     def state_roots(self) -> frozenset[str]:
@@ -107,26 +116,25 @@ class Profile:
 
     def extraction_key(self, data: bytes) -> str:
         """What the fact extractor would read of this profile in a file of these
-        bytes. Units whose keys agree get the same facts from the file, so it
-        is parsed once for all of them (accel/kvm/kvm-all.c, hw/core/machine.c)."""
+        bytes (every profile field analyzer/facts reads, as far as the file names
+        it). Units whose keys agree get the same facts from the file, so it is
+        parsed once for all of them: the units of a target, which share these
+        fields but for their machine types, and targets alike in a file
+        (accel/kvm/kvm-all.c, hw/core/machine.c)."""
 
         def present(name: str) -> bool:
             return name.encode() in data
 
-        state = sorted((k, v) for k, v in self.state_types.items() if present(k))
-        accessors = sorted((k, v) for k, v in self.accessors.items() if present(k))
-        # The extractor asks whether a member path starts at cpu_type, and whether a
-        # local is of that type: neither can be so in a file that does not name it
-        # and names no state type or accessor rooted at it (a ppc device's
-        # state type in target/ppc/kvm.c, whose accessors are rooted at PowerPCCPU).
-        rooted = any(v == self.cpu_type or v.startswith(self.cpu_type + ".") for _, v in state + accessors)
+        check = self.cpu_model.check_function if self.cpu_model else None
         used = (
-            self.cpu_type if present(self.cpu_type) or rooted else None,
-            state,
-            accessors,
+            sorted((k, v) for k, v in self.extraction_state_types.items() if present(k)),
+            sorted(t for t in self.unit_state_types if present(t)),
+            sorted((k, v) for k, v in self.accessors.items() if present(k)),
             [t for t in self.register_tables if present(t.entry_macro)],
             [m for m in self.machine_macros if present(m.macro)],
             self.property_macros_prefix if present(self.property_macros_prefix) else None,
+            sorted(c for c in self.compat_add_calls if present(c)),
+            check if check and present(check) else None,
         )
         return repr(used)
 
@@ -191,6 +199,8 @@ def _cpu_profile(data: dict[str, Any]) -> Profile:
     negative = data.get("not_host_capability", {})
     handoff = data.get("handoff", {})
     compat = data.get("compat", {})
+    devices = data.get("devices", ())
+    units = [data, *devices]  # the CPU's table and each device's
     return Profile(
         target=data["target"],
         cpu_type=data["cpu_type"],
@@ -232,6 +242,11 @@ def _cpu_profile(data: dict[str, Any]) -> Profile:
             for t in data.get("register_tables", ())
         ),
         accessors={str(k): f"{data['cpu_type']}.{v}" for k, v in handoff.get("accessors", {}).items()},
+        extraction_state_types={str(k): str(v) for unit in units for k, v in unit.get("state_types", {}).items()},
+        unit_state_types=frozenset(
+            [str(data["cpu_type"]), *(str(d["state_type"]) for d in devices)]
+            + [str(k) for unit in units for k in unit.get("state_types", {})]
+        ),
         shared_buffers={str(k): tuple(str(p) for p in v) for k, v in handoff.get("shared_buffers", {}).items()},
         setters={str(k): tuple(f"{data['cpu_type']}.{p}" for p in v) for k, v in handoff.get("setters", {}).items()},
         cpu_model=_cpu_model(data.get("cpu_model")),

@@ -252,7 +252,7 @@ def find_handoffs(
                 for callee in by_name[call.callee]:
                     edges.add(CallEdge(function.name, callee.name, function.path, call.line, callee.path))
         for assignment in function.assignments:
-            if assignment.target_is_state or assignment.target.startswith("local:"):
+            if profile.is_state_key(assignment.target) or assignment.target.startswith("local:"):
                 continue
             for state_path in copies.carried(assignment.value, assignment.line, assignment.guards):
                 if _is_member(state_path, profile):
@@ -306,7 +306,7 @@ def find_read_backs(functions: Mapping[str, list[Function]], profile: Profile) -
     for function, _, _ in _walk(functions, profile.get_entry_points):
         for assignment in function.assignments:
             # A constant (`env->has_error_code = 0`) resets; only data read back counts.
-            if assignment.target_is_state and assignment.value.subjects:
+            if profile.is_state_key(assignment.target) and assignment.value.subjects:
                 path = assignment.target.removeprefix("field:")
                 found.add(ReadBack(path, function.name, function.path, assignment.line))
         for call in function.calls:  # `vfp_set_fpsr(env, fpr)`: a profile setter

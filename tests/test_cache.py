@@ -292,20 +292,23 @@ def test_a_cached_analysis_found_while_workers_run_ends_the_run(
     assert _json(audit(tree, cache=cache, jobs=2)) == cold
 
 
-def test_devices_share_the_facts_of_a_file_that_does_not_name_their_state() -> None:
-    from analyzer.profile import load_units
+def test_the_units_of_a_target_share_the_facts_of_a_file() -> None:
+    from analyzer.profile import load_profile, load_units
 
-    cpu, *devices = load_units("ppc")
-    by_name = {d.unit: d for d in devices}
-    spapr, timebase, spapr_cpu = by_name["spapr"], by_name["ppc-timebase"], by_name["spapr_cpu"]
-    # target/ppc/kvm.c's shape: the CPU's state and accessors, one device's state type.
-    kvm_c = b"void f(PowerPCCPU *cpu) { CPUPPCState *env = &cpu->env; *cpu_fpr_ptr(env, 0) = 1; }\n"
-    assert spapr.extraction_key(kvm_c) == timebase.extraction_key(kvm_c)
-    assert spapr.extraction_key(kvm_c) != cpu.extraction_key(kvm_c)
-    # Once the file names a device's state type, that device's facts are its own:
-    # its members are state there.
-    named = kvm_c + b"void g(SpaprCpuState *spapr_cpu) { spapr_cpu->vpa_addr = 0; }\n"
-    assert spapr_cpu.extraction_key(named) != spapr.extraction_key(named)
+    # target/ppc/kvm.c's shape: the CPU's state and accessors, and a device's state type.
+    kvm_c = (
+        b"void f(PowerPCCPU *cpu) { CPUPPCState *env = &cpu->env; *cpu_fpr_ptr(env, 0) = 1; }\n"
+        b"void g(SpaprCpuState *spapr_cpu) { spapr_cpu->vpa_addr = 0; }\n"
+    )
+    units = load_units("ppc")
+    assert len({unit.extraction_key(kvm_c) for unit in units}) == 1  # CPU, spapr_cpu, spapr, ...
+    # Whose state a member is, is decided per unit when the facts are read.
+    assert units[0].is_state_key("field:PowerPCCPU.env.spr")
+    spapr_cpu = next(unit for unit in units if unit.unit == "spapr_cpu")
+    assert spapr_cpu.is_state_key("field:SpaprCpuState.vpa_addr")
+    assert not spapr_cpu.is_state_key("field:PowerPCCPU.env.spr")
+    # Another target reads the file with its own state types.
+    assert load_profile("i386").extraction_key(kvm_c) != units[0].extraction_key(kvm_c)
 
 
 def test_what_is_built_while_paused_goes_to_the_oldest_generation() -> None:

@@ -93,7 +93,7 @@ class FunctionExtractor:
         if variable.alias:
             return variable.alias
         if variable.type_name:
-            return self.profile.state_types.get(variable.type_name, variable.type_name)
+            return self.profile.extraction_state_types.get(variable.type_name, variable.type_name)
         return None
 
     def member_path(self, node: Node) -> tuple[str | None, str | None]:
@@ -360,7 +360,6 @@ class FunctionExtractor:
                     guards=guards,
                     line=line_of(declarator),
                     column=column_of(declarator),
-                    target_is_state=False,
                 )
             )
             self.scan(value, guards)
@@ -408,7 +407,6 @@ class FunctionExtractor:
                     key = variable.key if variable else f"var:{self.text.compact(left)}"
                 else:
                     key = root or target.text
-                state_root = self.profile.cpu_type + "."
                 self.assignments.append(
                     Assignment(
                         target=key,
@@ -417,7 +415,6 @@ class FunctionExtractor:
                         guards=guards,
                         line=line_of(node),
                         column=column_of(node),
-                        target_is_state=bool(path and path.startswith(state_root)),
                     )
                 )
             self.scan(right, guards)
@@ -458,7 +455,7 @@ def collect_locals(function: Node, text: Text, scope: Scope, profile: Profile) -
                     continue
                 alias = None
                 value = declarator_node.child_by_field_name("value")
-                if value is not None and type_name not in profile.state_types and type_name != profile.cpu_type:
+                if value is not None and type_name not in profile.unit_state_types:
                     _, alias = extractor.member_path(value)
                 scope.locals[name] = Variable(prefix + name, type_name, alias)
         elif current.type not in _NO_DECLARATIONS_INSIDE:

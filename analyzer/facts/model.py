@@ -105,7 +105,6 @@ class Assignment:
     guards: tuple[Guard, ...]
     line: int
     column: int
-    target_is_state: bool  # the target lies inside the migrated CPU state
 
 
 @dataclass(frozen=True)
