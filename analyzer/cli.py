@@ -157,7 +157,7 @@ def _findings_options(command: argparse.ArgumentParser, formats: tuple[str, ...]
     )
 
 
-_JOBS_HELP = "processes that parse the tree's device files (default: one per core)"
+_JOBS_HELP = "worker processes that parse the tree's files (default: one per core; 1: no workers)"
 
 
 def _jobs(text: str) -> int:
