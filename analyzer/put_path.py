@@ -10,7 +10,7 @@ copied into something outside the state (`events.x = env->x`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .facts.model import Assignment, Call, Expression, Function, Guard, TableEntry
 from .profile import Profile
@@ -29,6 +29,10 @@ class Handoff:
     how: str  # "passed to kvm_msr_entry_add()", "copied into events.exception_payload"
     guards: tuple[Guard, ...]  # outermost (entry point) first
     chain: tuple[str, ...]  # entry point ... function
+    # The expression the state came from (`env->vregs[i][1]`), whose subscripts
+    # tell which elements of an array member it hands over; "" when from a
+    # table or buffer. Not part of what makes two handoffs the same.
+    source: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -206,8 +210,10 @@ def _handoff(
     guards: tuple[Guard, ...],
     state_path: str,
     how: str,
+    source: Expression | None = None,
 ) -> Handoff:
-    return Handoff(state_path, function.name, function.path, site.line, site.column, how, guards, chain)
+    text = source.text if source is not None and state_path in source.fields else ""
+    return Handoff(state_path, function.name, function.path, site.line, site.column, how, guards, chain, text)
 
 
 def find_handoffs(
@@ -245,9 +251,8 @@ def find_handoffs(
                         continue  # a helper of ours that does not pass this argument on
                     for state_path in copies.carried(argument, call.line, call.guards):
                         if _is_member(state_path, profile):
-                            handoffs.add(
-                                _handoff(function, chain, call, call_guards, state_path, f"passed to {call.callee}()")
-                            )
+                            how = f"passed to {call.callee}()"
+                            handoffs.add(_handoff(function, chain, call, call_guards, state_path, how, argument))
             if call.callee in by_name and call.callee not in chain and len(chain) < _MAX_DEPTH:
                 for callee in by_name[call.callee]:
                     edges.add(CallEdge(function.name, callee.name, function.path, call.line, callee.path))
@@ -257,7 +262,8 @@ def find_handoffs(
             for state_path in copies.carried(assignment.value, assignment.line, assignment.guards):
                 if _is_member(state_path, profile):
                     how = f"copied into {assignment.target_text}"
-                    handoffs.add(_handoff(function, chain, assignment, (*guards, *assignment.guards), state_path, how))
+                    site_guards = (*guards, *assignment.guards)
+                    handoffs.add(_handoff(function, chain, assignment, site_guards, state_path, how, assignment.value))
     ordered = sorted(handoffs, key=lambda h: (h.path, h.line, h.column, h.state_path, h.chain))
     return ordered, sorted(edges, key=lambda e: (e.path, e.line, e.callee))
 

@@ -143,6 +143,30 @@ def path_indices(path: str) -> tuple[tuple[str, ...], ...]:
     return tuple(out)
 
 
+# `env->vregs[i][1]`, `&s->regs[2]`: a variable, then members and subscripts only.
+_MEMBER_CHAIN = re.compile(r"[&*\s]*(\w+(?:\s*(?:->|\.)\s*\w+|\s*\[[^\[\]]*\])*)\s*")
+
+
+def handoff_indices(handoff: Handoff) -> tuple[tuple[str, ...], ...]:
+    """The subscripts a handoff puts on its state path, aligned with split_path:
+    its path's own (a profile accessor's `env.vregs[0..15][0]`), or those of the
+    member chain it came from (`env->vregs[i][1]` on X86CPU.env.vregs gives
+    [(), (), (i, 1)]); none when neither says."""
+    own = path_indices(handoff.state_path)
+    chain = _MEMBER_CHAIN.fullmatch(handoff.source)
+    if any(own) or chain is None:
+        return own
+    text = "".join(chain.group(1).split()).replace("->", ".")
+    members, indices = split_path(text), path_indices(text)
+    path = split_path(handoff.state_path)
+    # The chain's variable stands for the path's first members (env: X86CPU.env);
+    # the members after it must be the path's last ones.
+    rest = len(members) - 1
+    if len(indices) != len(members) or indices[0] or rest >= len(path) or path[len(path) - rest :] != members[1:]:
+        return own
+    return ((),) * (len(path) - rest) + indices[1:]
+
+
 def _index_range(index: str) -> tuple[int, int] | None:
     """`3` -> (3, 3), `0..15` -> (0, 15); None for a variable or `*`."""
     low, dots, high = index.partition("..")
@@ -191,7 +215,7 @@ class Assessor:
         model_check_at: tuple[str, int] | None = None,
     ) -> None:
         self.descriptions = descriptions
-        self.handoffs = [(h, split_path(h.state_path), path_indices(h.state_path)) for h in handoffs]
+        self.handoffs = [(h, split_path(h.state_path), handoff_indices(h)) for h in handoffs]
         self.functions = functions
         self.capabilities = capabilities
         self.compat = compat

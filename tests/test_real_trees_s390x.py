@@ -57,6 +57,21 @@ def test_s390x_cpu_verdicts(major: str) -> None:
     assert analysis.tree.kvm_layout == ("target/s390x/kvm.c" if major == "5" else "target/s390x/kvm/kvm.c")
 
 
+# kvm_arch_put_registers' vector loop: `vrs[i][0] = env->vregs[i][0];` then
+# `vrs[i][1] = env->vregs[i][1];` (5.2 :496-497, 7.2 :500-501, 10.0 :490-491).
+VRS_LINES = {"5": (496, 497), "7": (500, 501), "10": (490, 491)}
+
+
+@pytest.mark.parametrize("major", ["5", "7", "10"])
+def test_s390x_vector_halves_are_handed_over_on_their_own_lines(major: str) -> None:
+    (vregs,) = [r for r in _audit(major).analysis.subsections if r.description.name == "cpu/vregs"]
+    first, second = VRS_LINES[major]
+    # cpu/vregs carries vregs[16..31][0] and vregs[0..31][1]: each half at its line only.
+    by_element = {(c.field.endswith("[0]"), c.handoff.line) for c in vregs.consumers}
+    assert by_element == {(True, first), (False, second)}
+    assert len(vregs.consumers) == 16 + 32
+
+
 @pytest.mark.parametrize("major", ["5", "7", "10"])
 def test_s390x_checked_by_the_cpu_model_not_a_post_load(major: str) -> None:
     for report in _audit(major).analysis.subsections:

@@ -350,3 +350,21 @@ static int spapr_post_load(void *opaque, int version_id)
     assert [(h.state_path, h.how) for h in handoffs] == [
         ("SpaprMachineState.patb_entry", "passed to kvmppc_configure_v3_mmu()")
     ]
+
+
+def test_a_handoff_takes_the_subscripts_of_the_member_chain_it_came_from() -> None:
+    from analyzer.put_path import Handoff
+    from analyzer.verdicts import handoff_indices
+
+    def indices(state_path: str, source: str) -> tuple[tuple[str, ...], ...]:
+        return handoff_indices(Handoff(state_path, "f", "kvm.c", 1, 1, "copied", (), ("f",), source))
+
+    # `vrs[i][1] = env->vregs[i][1];`: the variable stands for S390CPU.env.
+    assert indices("S390CPU.env.vregs", "env->vregs[i][1]") == ((), (), ("i", "1"))
+    assert indices("S390CPU.env.vregs", "& env -> vregs[i][1]") == ((), (), ("i", "1"))
+    # Not a plain member chain, or not this path's members: nothing is pinned.
+    assert indices("S390CPU.env.vregs", "env->vregs[i][1] + 1") == ((), (), ())
+    assert indices("S390CPU.env.vregs", "regs[0]") == ((), (), ())
+    assert indices("S390CPU.env.vregs", "") == ((), (), ())
+    # A path that pins its own (a profile accessor's) keeps them.
+    assert indices("S390CPU.env.vregs[0..15][0]", "*get_freg(env, i)") == ((), (), ("0..15", "0"))
