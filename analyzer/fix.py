@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tree_sitter import Node
 
@@ -81,6 +81,7 @@ class _Series:
     def __init__(self, result: AuditResult, reader: TreeReader) -> None:
         self.files = {f.path: f.data.decode("utf-8", "surrogateescape") for f in result.analysis.tree.files}
         self.reader = reader
+        self.accessors: set[str] = set()  # added by an earlier patch of the series
 
     def text(self, path: str) -> str:
         if path not in self.files:
@@ -258,24 +259,28 @@ def propose_patches(
     result: AuditResult, reader: TreeReader, mode: str, only: str | None = None
 ) -> tuple[list[Patch], list[Skipped]]:
     """Patches for the reported VG001 findings (only the one named `only` if given)."""
-    analysis = result.analysis
-    profile = analysis.profile
+    profile = result.analysis.profile
     series = _Series(result, reader)
     headers = [h for h in profile.kvm_headers if reader.read(h) is not None]
-    reports = {(r.description.path, r.description.name or r.description.symbol): r for r in analysis.subsections}
+    # A device's subsections (ppc's spapr_cpu/vpa in hw/ppc/spapr_cpu_core.c) are
+    # patched like the CPU's, in the device's description file.
+    units = {analysis.profile.label: analysis for analysis in result.analyses}
+    reports = {
+        (analysis.profile.label, r.description.path, r.description.name or r.description.symbol): r
+        for analysis in result.analyses
+        for r in analysis.subsections
+    }
     patches: list[Patch] = []
     skipped: list[Skipped] = []
     findings: list[Finding] = [f for f in result.findings if f.rule == "VG001"]
     if only is not None:
         findings = [f for f in findings if f.subsection == only]
     for finding in findings:
-        if finding.unit != analysis.profile.label:
-            # A device's KVM code (hw/ppc/spapr_cpu_core.c) has no accessor and header
-            # convention a patch could follow yet.
-            skipped.append(Skipped(finding.subsection, f"patches are written for the CPU unit, not {finding.unit}"))
-            continue
-        report = reports[(finding.location.path, finding.subsection)]
-        site = propose(analysis, report)
+        report = reports[(finding.unit, finding.location.path, finding.subsection)]
+        site = propose(units[finding.unit], report)
+        site = replace(
+            site, accessors=tuple(replace(a, exists=a.exists or a.name in series.accessors) for a in site.accessors)
+        )
         missing = [a for a in site.accessors if not a.exists]
         unexportable = [a.flag for a in missing if not a.exportable]
         if not site.accessors or unexportable:
@@ -287,17 +292,23 @@ def propose_patches(
         machine = report.description.path
         touched = [machine, *(a.location.path for a in missing if a.location), *(headers[:1] if missing else [])]
         before = {path: series.text(path) for path in dict.fromkeys(touched)}
-        series.files[machine] = _with_include(
-            _machine_edit(series.text(machine), report, site, mode, profile.build_guard), _ERROR_REPORT
-        )
+        edited = _machine_edit(series.text(machine), report, site, mode, profile.build_guard)
+        edited = _with_include(edited, _ERROR_REPORT)
+        is_device = finding.unit != profile.label
+        if is_device and headers:
+            edited = _with_include(edited, headers[0])  # where the target's accessors are declared
+        series.files[machine] = edited
         for accessor in missing:
             assert accessor.location is not None
             kvm_path = accessor.location.path
             series.files[kvm_path] = _kvm_edit(series.text(kvm_path), accessor.flag, accessor.name)
             series.files[headers[0]] = _header_edit(series.text(headers[0]), accessor.name)
+            series.accessors.add(accessor.name)
         subject, body = _message(report, site, mode)
         diffs = tuple((path, text, series.files[path]) for path, text in before.items())
-        patches.append(Patch(finding.subsection, f"{profile.subject_prefix}: {subject}", body, diffs))
+        # A device file's patch is named after it, as QEMU's own commits are (hw/ppc/spapr_cpu_core: ...).
+        prefix = machine.removesuffix(".c") if is_device else profile.subject_prefix
+        patches.append(Patch(finding.subsection, f"{prefix}: {subject}", body, diffs))
     return patches, skipped
 
 

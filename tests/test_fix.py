@@ -210,22 +210,25 @@ def test_nothing_to_patch(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("target", "subsections"),
+    ("target", "subsections", "device_files"),
     [
         # kvm_put_vcpu_events: cap_has_inject_serror_esr and kvm_has_vcpu_events() (target/arm/kvm.c).
-        ("arm", {"cpu/serror"}),
-        # target/ppc/kvm.c: cap_one_reg (tm); cpu/tlbmas's env->kvm_sw_tlb is a
-        # member no accessor returns as it stands.
-        ("ppc", {"cpu/tm"}),
+        ("arm", {"cpu/serror"}, []),
+        # target/ppc/kvm.c: cap_one_reg (tm, and kvm_put_vpa for the spapr_cpu
+        # device's vpa: one accessor, added once); cpu/tlbmas's env->kvm_sw_tlb is
+        # a member no accessor returns as it stands.
+        ("ppc", {"cpu/tm", "spapr_cpu/vpa"}, ["hw/ppc/spapr_cpu_core.c"]),
     ],
 )
-def test_real_tree_series_other_targets(target: str, subsections: set[str], tmp_path: Path) -> None:
+def test_real_tree_series_other_targets(
+    target: str, subsections: set[str], device_files: list[str], tmp_path: Path
+) -> None:
     source = real_tree("10")
     patches = _fix(source, tmp_path / "patches", "--target", target, "--signoff", "Jane Doe <jane@example.org>")
     copy = tmp_path / "tree"
     for directory in (f"target/{target}", "accel/kvm", "include/hw/core"):
         shutil.copytree(source / directory, copy / directory)
-    for relative in ("hw/core/machine.c", "VERSION"):
+    for relative in ("hw/core/machine.c", "VERSION", *device_files):
         (copy / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / relative, copy / relative)
     before = audit(copy, target)
@@ -235,8 +238,10 @@ def test_real_tree_series_other_targets(target: str, subsections: set[str], tmp_
     assert parse_errors(after) == parse_errors(before)
     unchecked = lambda result: {f.subsection for f in result.findings if f.rule == "VG001"}  # noqa: E731
     assert unchecked(before) - unchecked(after) == subsections
-    verdicts = {r.description.name: r.verdict for r in after.analysis.subsections}
+    verdicts = {r.description.name: r.verdict for r in after.subsections}
     assert all(verdicts[name] == "checked" for name in subsections)
+    added = [line for patch in patches for line in patch.read_text().splitlines() if line.startswith("+bool kvm_")]
+    assert len(added) == len(set(added))  # an accessor two patches need is added by the first
     checkpatch = source / "scripts" / "checkpatch.pl"
     for patch in patches:
         text = patch.read_text()
