@@ -225,14 +225,18 @@ def _apply(series: list[tuple[str, bytes]], source: Path, manifest_path: Path, l
         _write_manifest(manifest_path, manifest)
         with log.open("ab") as handle:
             handle.write(f"\n=== patch -p1 < {name}\n".encode())
-            done = subprocess.run(
-                ["patch", "-p1", "--forward", "--batch", "--no-backup-if-mismatch"],
-                cwd=source,
-                input=text,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                check=False,
-            )
+            try:
+                done = subprocess.run(
+                    ["patch", "-p1", "--forward", "--batch", "--no-backup-if-mismatch"],
+                    cwd=source,
+                    input=text,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                )
+            except OSError as error:
+                why = error.strerror or error
+                raise InputError(f"patch could not run: {why} (Debian: apt-get install patch)") from None
         if done.returncode != 0:
             raise InputError(f"{name}: does not apply to the tree (see {log})")
 

@@ -128,7 +128,10 @@ def _destination(
         guest.command("migrate-incoming", uri=f"exec:cat {shlex.quote(str(stream))}")
         status = guest.migration_status(timeout)
     except QemuError:
-        if guest.process.poll() is None:
+        # A failed incoming migration makes QEMU exit, and QMP may break before it has.
+        try:
+            guest.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
             raise
         status = "failed"
     running.stop(guest)

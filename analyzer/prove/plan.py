@@ -85,6 +85,8 @@ def plan_for(report: SubsectionReport, analysis: Analysis, defines: Mapping[str,
             continue
         expression = msr_at.get((consumer.handoff.path, consumer.handoff.line))
         index = _value_of(expression, defines) if expression else None
+        if expression is not None and index is None:
+            return _skipped(report, f"the value of {expression} (the MSR {consumer.field} is put to) is unknown")
         if expression is None or index is None:
             others.append(f"{consumer.field} ({consumer.handoff.how} in {consumer.handoff.function}())")
             continue

@@ -36,8 +36,10 @@ _MACHINE = (
 )
 
 
-class QemuError(Exception):
-    """A QEMU process failed or did not answer in time; the message says which and what it printed."""
+class QemuError(InputError):
+    """A QEMU process failed or did not answer in time; the message says which and what it printed.
+
+    One line and exit 2, as for bad input: what went wrong is outside the tool."""
 
 
 @dataclass

@@ -38,8 +38,8 @@ class Proof:
     patch: str | None = None  # the patch file, for patch results
 
 
-def not_attempted(plan: Plan, why: str) -> Proof:
-    return Proof(plan.subsection, plan.report.verdict, NOT_ATTEMPTED, why, plan.hidden)
+def not_attempted(plan: Plan, why: str, patch: str | None = None) -> Proof:
+    return Proof(plan.subsection, plan.report.verdict, NOT_ATTEMPTED, why, plan.hidden, patch=patch)
 
 
 def _seen(plan: Plan, seen: Observation, older: Destination) -> tuple[MsrSeen, ...]:
@@ -99,7 +99,10 @@ def classify(plan: Plan, seen: Observation) -> Proof:
             f"with {hidden} hidden the migration completed and {values} never reached KVM, "
             "while the destination on the real host handed it over",
         )
-    return _with(base, NOT_REPRODUCED, f"with {hidden} hidden the destination still handed {values} to KVM")
+    why = f"with {hidden} hidden the destination still handed {values} to KVM"
+    if plan.report.verdict != "unchecked":
+        why += f", as the analysis predicts for a subsection it calls {plan.report.verdict}"
+    return _with(base, NOT_REPRODUCED, why)
 
 
 def classify_patched(plan: Plan, seen: Observation, message: str, mode: str, patch: str) -> Proof:
