@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .cache import FactsCache
@@ -33,6 +34,9 @@ from .put_path import (
 )
 from .tree import DirectoryReader, QemuTree, ReadOnce, TreeReader, UnusableFileError, open_tree
 from .verdicts import Assessor, SubsectionReport, overlaps, split_path
+
+if TYPE_CHECKING:
+    from .prove.run import ProofRun
 
 Progress = Callable[[str, int, int], None]
 
@@ -66,6 +70,8 @@ class AuditResult:
     # Findings found but not reported, by reason: ("accepted in .vmstate-guard.toml", 2).
     hidden: tuple[tuple[str, int], ...] = ()
     tool_version: str = __version__
+    # What `prove` ran under KVM for these subsections, when it did.
+    proof_run: ProofRun | None = None
 
     @property
     def analysis(self) -> Analysis:

@@ -129,7 +129,23 @@ def _chain(report: SubsectionReport, patch: PatchSite | None) -> list[ChainStep]
     return steps
 
 
-def _subsection_view(analysis: Analysis, report: SubsectionReport, sources: _Sources) -> dict[str, Any]:
+def _proof_steps(result: AuditResult, report: SubsectionReport) -> list[ChainStep]:
+    """The "reproduced on KVM" links of `prove`: the run, and the run with the patch applied."""
+    run = result.proof_run
+    name = report.description.name
+    proof = run.proof_of(name) if run and name else None
+    if run is None or proof is None or name is None:
+        return []
+    steps = [ChainStep(f"proof-{proof.result}", f"reproduced on KVM: {proof.result}", proof.reason)]
+    patched = run.patched_proof_of(name)
+    if patched is not None:
+        steps.append(ChainStep(f"proof-{patched.result}", f"with {patched.patch}: {patched.result}", patched.reason))
+    return steps
+
+
+def _subsection_view(
+    result: AuditResult, analysis: Analysis, report: SubsectionReport, sources: _Sources
+) -> dict[str, Any]:
     d = report.description
     patch = propose(analysis, report) if report.verdict == UNCHECKED else None
     excerpts: list[Excerpt | None] = [sources.excerpt(Location(d.path, d.line), "description")]
@@ -161,7 +177,7 @@ def _subsection_view(analysis: Analysis, report: SubsectionReport, sources: _Sou
         "probe_kinds": sorted({p.kind for p in report.required}),
         "compat_names": [m.property.name for m in report.compat],
         "machines": [m.name for mitigation in report.compat for m in mitigation.machines],
-        "chain": _chain(report, patch),
+        "chain": _chain(report, patch) + _proof_steps(result, report),
         "patch": patch,
         "excerpts": [e for e in excerpts if e is not None],
     }
@@ -169,7 +185,7 @@ def _subsection_view(analysis: Analysis, report: SubsectionReport, sources: _Sou
 
 def render(result: AuditResult) -> str:
     sources = _Sources(result)
-    views = [_subsection_view(a, r, sources) for a in result.analyses for r in a.subsections]
+    views = [_subsection_view(result, a, r, sources) for a in result.analyses for r in a.subsections]
     verdict_counts = Counter(r.verdict for r in result.subsections)
     unchecked = [r for r in result.subsections if r.verdict == UNCHECKED]
     probe_counts = Counter(kind for r in unchecked for kind in {p.kind for p in r.required})

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..audit import AuditResult
 from ..findings import Location
+from ..prove.results import Proof
 from ..verdicts import VERDICTS, SubsectionReport
 
 # 2: one entry per unit (target CPU or KVM-backed device) under "units".
@@ -20,7 +21,10 @@ def _location(location: Location) -> dict[str, Any]:
 def document(result: AuditResult) -> dict[str, Any]:
     subsections: list[dict[str, Any]] = []
     for analysis in result.analyses:
-        subsections.extend(_subsection(analysis.profile.label, report) for report in analysis.subsections)
+        subsections.extend(
+            {**_subsection(analysis.profile.label, report), **proof_entry(result, report.description.name)}
+            for report in analysis.subsections
+        )
     findings = [
         {
             "rule": f.rule,
@@ -33,6 +37,7 @@ def document(result: AuditResult) -> dict[str, Any]:
             "location": _location(f.location),
             "related": [{"location": _location(r.location), "message": r.message} for r in f.related],
             "fingerprint": f.fingerprint,
+            **proof_entry(result, f.subsection if f.rule == "VG001" else None),
         }
         for f in result.findings
     ]
@@ -58,7 +63,48 @@ def document(result: AuditResult) -> dict[str, Any]:
         "subsections": subsections,
         "findings": findings,
         "diagnostics": [{"file": d.path, "line": d.line, "message": d.message} for d in result.diagnostics],
+        **_proof_run(result),
     }
+
+
+def _proof_run(result: AuditResult) -> dict[str, Any]:
+    """How `prove` ran, when it did: {"proof_run": {...}}."""
+    run = result.proof_run
+    if run is None:
+        return {}
+    return {"proof_run": {"qemu": {"version": run.qemu_version, "built": run.built}, "host": run.host, "cpu": run.cpu}}
+
+
+def proof_object(proof: Proof) -> dict[str, Any]:
+    """One subsection's result under KVM, with the values written and seen."""
+    return {
+        "result": proof.result,
+        "reason": proof.reason,
+        "hidden": list(proof.hidden),
+        "in_stream": proof.in_stream,
+        "msrs": [
+            {
+                "name": m.name,
+                "index": f"{m.index:#x}",
+                "written": None if m.written is None else f"{m.written:#x}",
+                "seen_full": [f"{v:#x}" for v in m.full],
+                "seen_older": [f"{v:#x}" for v in m.older],
+            }
+            for m in proof.msrs
+        ],
+        "older_said": proof.older_said,
+        **({"patch": proof.patch} if proof.patch else {}),
+    }
+
+
+def proof_entry(result: AuditResult, subsection: str | None) -> dict[str, Any]:
+    """{"proof": {...}} for a subsection `prove` ran, with "patched" when a patch was run too."""
+    run = result.proof_run
+    proof = run.proof_of(subsection) if run and subsection else None
+    if run is None or proof is None or subsection is None:
+        return {}
+    patched = run.patched_proof_of(subsection)
+    return {"proof": {**proof_object(proof), **({"patched": proof_object(patched)} if patched else {})}}
 
 
 def _subsection(unit: str, report: SubsectionReport) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 from ..audit import AuditResult
 from ..findings import Location
 from ..rules import RULES
+from .json_report import proof_entry
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 FINGERPRINT_KEY = "vmstateGuardFingerprint/v1"
@@ -54,7 +55,11 @@ def document(result: AuditResult) -> dict[str, Any]:
                     for i, r in enumerate(finding.related)
                 ],
                 "partialFingerprints": {FINGERPRINT_KEY: finding.fingerprint},
-                "properties": {"subsection": finding.subsection, "confidence": finding.confidence},
+                "properties": {
+                    "subsection": finding.subsection,
+                    "confidence": finding.confidence,
+                    **proof_entry(result, finding.subsection if finding.rule == "VG001" else None),
+                },
             }
         )
     notifications = [
