@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -49,6 +51,27 @@ guest loses: --mode fail refuses the migration, --mode warn reports and goes
 on. Without --signoff the patches carry no Signed-off-by.
 """
 
+_PROVE_EPILOG = """\
+examples:
+  vmstate-guard prove ~/src/qemu                           every VG001 finding of the x86 CPU
+  vmstate-guard prove ~/src/qemu --subsection cpu/msr_tsc_adjust --subsection cpu/steal_time_msr
+  vmstate-guard fix ~/src/qemu -o patches/ && vmstate-guard prove ~/src/qemu --patches patches/
+  vmstate-guard prove ~/src/qemu --qemu ~/src/qemu/build/qemu-system-x86_64 --format html -o proof.html
+
+A guest whose firmware writes each finding's MSRs migrates, through a
+stream file, to a destination on this host and to one whose KVM looks older
+(an LD_PRELOAD ioctl interposer hides the finding's probe). Results:
+confirmed (the older destination completed and the value never reached KVM,
+while the full one delivered it), not-reproduced, refused (the migration
+failed: the state is checked), not-attempted (with the reason), and with
+--patches patch-verified or patch-failed. Needs /dev/kvm on an x86_64 host;
+other targets need a host of their own architecture. Without --qemu the
+tree's QEMU is built once (KVM only, about 10 minutes on 2 cores) in
+~/.cache/vmstate-guard/prove (or $VMSTATE_GUARD_PROVE_CACHE), never in the
+tree. Exit status 1 when a loss is confirmed that no verified patch covers,
+or a patch did not hold.
+"""
+
 _AUDIT_EPILOG = """\
 examples:
   vmstate-guard audit ~/src/qemu                 warnings, then a summary per verdict
@@ -71,7 +94,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .reports import FINDING_FORMATS
+    from .prove.run import DEFAULT_CPU
+    from .reports import FINDING_FORMATS, PROOF_FORMATS
     from .reports.graph_export import FORMATS as GRAPH_FORMATS
 
     parser = _Parser(
@@ -140,6 +164,36 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
     fix.add_argument("--no-cache", action="store_true", help="do not use the per-file facts cache")
     fix.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help=_JOBS_HELP)
+
+    prove = commands.add_parser(
+        "prove",
+        help="reproduce findings on real KVM migrations, and verify fix's patches",
+        description="Run the x86 CPU unit's findings as QEMU migrations under KVM, to a destination whose "
+        "kernel looks older, and record what reaches the kernel.",
+        epilog=_PROVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prove.add_argument("tree", type=Path, metavar="QEMU_DIR", help="top of a QEMU source tree (read only)")
+    prove.add_argument("--qemu", type=Path, metavar="BINARY", help="a qemu-system-x86_64 built from this tree")
+    prove.add_argument(
+        "--subsection",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run this subsection, whatever its verdict (repeatable; default: every VG001 finding)",
+    )
+    prove.add_argument(
+        "--patches", type=Path, metavar="DIR", help="a series from vmstate-guard fix to build and verify"
+    )
+    prove.add_argument("--format", choices=PROOF_FORMATS, default="text", help="output format (default: text)")
+    prove.add_argument(
+        "--cpu", default=DEFAULT_CPU, metavar="MODEL", help=f"-cpu of every guest (default: {DEFAULT_CPU})"
+    )
+    prove.add_argument("--timeout", type=_jobs, default=60, metavar="SECONDS", help="for each QEMU step (default: 60)")
+    prove.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of standard output")
+    prove.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
+    prove.add_argument("--no-cache", action="store_true", help="do not use the per-file facts cache")
+    prove.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help=_JOBS_HELP)
 
     explain = commands.add_parser("explain", help="print a rule's documentation", description="Explain a rule.")
     explain.add_argument("rule", metavar="ID", help="rule id (VG001) or name (unchecked-capability-subsection)")
@@ -225,6 +279,13 @@ class _Progress:
     def __call__(self, path: str, index: int, total: int) -> None:
         if self.active:
             sys.stderr.write(f"\r\033[Kparsing [{index + 1}/{total}] {path}")
+            sys.stderr.flush()
+            self.shown = True
+
+    def say(self, message: str) -> None:
+        """A step of a long run (a QEMU build, a migration), in place of the last one."""
+        if self.active:
+            sys.stderr.write(f"\r\033[K{message[: shutil.get_terminal_size().columns - 1]}")
             sys.stderr.flush()
             self.shown = True
 
@@ -317,6 +378,45 @@ def _write_patches(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def _prove(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .audit import audit
+    from .prove.build import prove_cache_directory
+    from .prove.results import CONFIRMED, PATCH_FAILED, PATCH_VERIFIED
+    from .prove.run import TARGET, prove
+    from .reports import proof_renderer
+    from .tree import DirectoryReader
+
+    if args.output is not None and args.output.resolve().is_relative_to(args.tree.resolve()):
+        raise InputError(f"{args.output}: inside the analysed tree, which vmstate-guard never writes to")
+    # A cancelled CI job sends SIGTERM: end the guests and remove the scratch files as on Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    progress = _progress(not args.quiet)
+    result = audit(DirectoryReader(args.tree), [TARGET], None, progress, _facts_cache(args), args.jobs)
+    progress.done()
+    _warn_skipped(result.skipped)
+    try:
+        run = prove(
+            args.tree,
+            result,
+            prove_cache_directory(),
+            args.subsection,
+            args.qemu,
+            args.patches,
+            args.cpu,
+            args.timeout,
+            progress.say,
+        )
+    finally:
+        progress.done()
+    _write(proof_renderer(args.format)(replace(result, proof_run=run)), args.output)
+    print(f"vmstate-guard: {len(run.proofs)} subsections run under KVM in {run.seconds:.0f} s", file=sys.stderr)
+    verified = {p.subsection for p in run.patched if p.result == PATCH_VERIFIED}
+    lost = any(p.result == CONFIRMED and p.subsection not in verified for p in run.proofs)
+    return EXIT_FINDINGS if lost or any(p.result == PATCH_FAILED for p in run.patched) else EXIT_CLEAN
+
+
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .rules import RULES, find_rule
 
@@ -334,6 +434,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return _report_findings(args)
     if args.command == "fix":
         return _write_patches(args)
+    if args.command == "prove":
+        return _prove(args)
     if args.command == "graph":
         from .audit import analyse_units, skipped_files
         from .graph import build_graph
