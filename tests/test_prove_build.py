@@ -64,7 +64,9 @@ def test_stand_ins_for_the_edk2_blobs_a_dfsg_tree_lacks(tmp_path: Path) -> None:
 
 def test_configure_options_are_passed_only_where_configure_knows_them() -> None:
     # The shape of QEMU 10.0's configure --help: flags, then meson features by name.
-    help_text = "  --disable-install-blobs  install provided firmware blobs\n  kvm             KVM acceleration support\n"
+    help_text = (
+        "  --disable-install-blobs  install provided firmware blobs\n  kvm             KVM acceleration support\n"
+    )
     assert _knows(help_text, "--disable-install-blobs")
     assert _knows(help_text, "--enable-kvm")
     assert not _knows(help_text, "--disable-tcg")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import MINI
 
 from analyzer.audit import audit
 from analyzer.errors import InputError
@@ -24,6 +23,7 @@ from analyzer.prove.results import (
     classify_patched,
 )
 from analyzer.prove.run import cpu_unit, read_series
+from support import MINI
 
 SMI = 0x34
 VALUE = distinctive(SMI)
@@ -126,12 +126,14 @@ def test_read_series_takes_subsection_message_and_mode_from_each_patch(tmp_path:
     (tmp_path / "0002-b.patch").write_text(PATCH.replace("error_report", "warn_report").replace("tsc_adjust", "x"))
     first, second = read_series(tmp_path)
     assert (first.subsection, first.mode) == ("cpu/msr_tsc_adjust", "fail")
-    assert first.message == "cpu/msr_tsc_adjust: host kernel lacks MSR_TSC_ADJUST; KVM cannot restore the migrated state"
+    assert (
+        first.message == "cpu/msr_tsc_adjust: host kernel lacks MSR_TSC_ADJUST; KVM cannot restore the migrated state"
+    )
     assert (second.subsection, second.mode) == ("cpu/msr_x", "warn")
 
 
 def test_read_series_refuses_what_is_not_a_fix_series(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="holds no .patch files"):
+    with pytest.raises(InputError, match=r"holds no \.patch files"):
         read_series(tmp_path)
     (tmp_path / "0001-a.patch").write_text("--- a/x\n+++ b/x\n+int x;\n")
     with pytest.raises(InputError, match="not a vmstate-guard fix patch"):
