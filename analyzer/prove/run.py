@@ -12,10 +12,11 @@ from pathlib import Path
 
 from ..audit import Analysis, AuditResult
 from ..errors import InputError
+from ..verdicts import SubsectionReport
 from .build import QemuBuild, build_qemu, given_binary
 from .constants import read_defines
 from .experiment import Observation, run_experiment
-from .host import HostKvm, host_kvm
+from .host import host_kvm
 from .interposer import build_interposer
 from .plan import Plan, plan_for
 from .results import Proof, classify, classify_patched, not_attempted
@@ -96,20 +97,17 @@ def cpu_unit(result: AuditResult) -> Analysis:
     raise InputError(f"the tree has no {TARGET} CPU unit: prove runs x86 guests only")
 
 
-def chosen_plans(result: AuditResult, tree: Path, names: Sequence[str], host: HostKvm) -> list[Plan]:
-    """A plan per VG001 finding of the x86 CPU unit, or per subsection `names` lists."""
+def chosen_reports(result: AuditResult, names: Sequence[str]) -> list[SubsectionReport]:
+    """The VG001 findings of the x86 CPU unit, or the subsections `names` lists."""
     analysis = cpu_unit(result)
     by_name = {(r.description.name or r.description.symbol): r for r in analysis.subsections}
     missing = [name for name in names if name not in by_name]
     if missing:
         raise InputError(f"no {TARGET} CPU subsection named {missing[0]!r} (vmstate-guard audit lists them)")
     if names:
-        wanted = list(dict.fromkeys(names))
-    else:
-        unit = analysis.profile.label
-        wanted = sorted({f.subsection for f in result.findings if f.rule == "VG001" and f.unit == unit})
-    defines = read_defines(tree, HEADERS)
-    return [plan_for(by_name[name], analysis, defines, host) for name in wanted]
+        return [by_name[name] for name in dict.fromkeys(names)]
+    unit = analysis.profile.label
+    return [by_name[n] for n in sorted({f.subsection for f in result.findings if f.rule == "VG001" and f.unit == unit})]
 
 
 def prove(
@@ -126,9 +124,13 @@ def prove(
     """Run each chosen subsection as a migration, and each patch of `patches` on a patched build."""
     tell = progress or (lambda _message: None)
     started = time.monotonic()
-    host = host_kvm()
     series = read_series(patches) if patches else []
-    plans = chosen_plans(result, tree, names, host)
+    if series and qemu:
+        raise InputError("--patches builds the patched tree itself; it does not go with --qemu")
+    reports = chosen_reports(result, names)
+    host = host_kvm()
+    defines = read_defines(tree, HEADERS)
+    plans = [plan_for(report, cpu_unit(result), defines, host) for report in reports]
     runnable = [plan for plan in plans if plan.skip is None]
     build = given_binary(qemu, tree) if qemu else build_qemu(tree, cache, progress=tell)
     interposer = build_interposer(cache / "interposer")
@@ -138,8 +140,6 @@ def prove(
         proofs.update((plan.subsection, classify(plan, seen)) for plan in runnable)
     patched: list[Proof] = []
     if series:
-        if qemu:
-            raise InputError("--patches builds the patched tree itself; it does not go with --qemu")
         patched = _prove_patches(tree, cache, series, plans, interposer, cpu, timeout, tell)
     return ProofRun(
         tuple(proofs[plan.subsection] for plan in plans),
