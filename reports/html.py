@@ -139,7 +139,8 @@ def _proof_steps(result: AuditResult, report: SubsectionReport) -> list[ChainSte
     steps = [ChainStep(f"proof-{proof.result}", f"reproduced on KVM: {proof.result}", proof.reason)]
     patched = run.patched_proof_of(name)
     if patched is not None:
-        steps.append(ChainStep(f"proof-{patched.result}", f"with {patched.patch}: {patched.result}", patched.reason))
+        title = f"with fix's patch: {patched.result}"
+        steps.append(ChainStep(f"proof-{patched.result}", title, f"{patched.patch}: {patched.reason}"))
     return steps
 
 

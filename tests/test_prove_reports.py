@@ -79,7 +79,8 @@ def test_sarif_carries_the_proof_in_result_properties(result: AuditResult) -> No
 def test_html_adds_a_reproduced_on_kvm_step(result: AuditResult) -> None:
     page = proof_renderer("html")(result)
     assert "reproduced on KVM: confirmed" in page
-    assert "with 0001-x.patch: patch-verified" in page
+    assert "with fix&#39;s patch: patch-verified" in page
+    assert "0001-x.patch: the destination fails" in page
     assert 'class="step-proof-confirmed"' in page
 
 
