@@ -34,3 +34,14 @@ def test_prove_help_says_what_it_needs_and_how_to_read_it() -> None:
     assert done.returncode == 0
     for words in ("/dev/kvm", "x86_64", "confirmed", "patch-verified", "--patches", "never in the", "tree"):
         assert words in done.stdout, words
+
+
+def test_a_host_of_another_architecture_is_told_what_prove_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    from analyzer.errors import InputError
+    from analyzer.prove.host import host_kvm
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    with pytest.raises(InputError, match="this host is aarch64: other targets need a host of their own architecture"):
+        host_kvm()

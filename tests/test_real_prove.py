@@ -145,3 +145,35 @@ def test_a_subsection_the_patched_tree_checks_is_refused(
     subsection = next(s for s in json.loads(out.read_text())["subsections"] if s["name"] == "cpu/msr_tsc_adjust")
     assert subsection["verdict"] == "checked"
     assert subsection["proof"]["result"] == "refused", subsection["proof"]["reason"]
+
+
+def test_sigterm_ends_every_qemu_and_removes_the_scratch_files(
+    tree: Path, findings_run: dict[str, Any], tmp_path: Path
+) -> None:
+    """A cancelled CI job: SIGTERM while guests run leaves no QEMU and no scratch directory behind."""
+    import os
+    import signal
+    import sys
+    import time
+
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    environment = {**os.environ, "TMPDIR": str(scratch_root)}
+    command = [sys.executable, "-m", "analyzer", "prove", str(tree), "--format", "json", "--quiet"]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def children() -> list[int]:
+        found = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True, check=False)
+        return [int(pid) for pid in found.stdout.split()]
+
+    deadline = time.monotonic() + 60
+    while not any("qemu-system" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace") for pid in children()):
+        assert process.poll() is None and time.monotonic() < deadline, "prove ended before any guest started"
+        time.sleep(0.01)
+    started = children()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert b"interrupted" in stderr
+    assert not [pid for pid in started if Path(f"/proc/{pid}").exists()]  # every QEMU is gone
+    assert list(scratch_root.iterdir()) == []  # stream, logs, sockets and firmware removed
