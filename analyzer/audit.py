@@ -57,8 +57,13 @@ class Analysis:
     migrated: tuple[str, ...]  # member paths the VMState descriptions carry
     subsections: tuple[SubsectionReport, ...]
     diagnostics: tuple[Diagnostic, ...]
+    # The diagnostics that touch what the analysis uses (a description, a
+    # function on a put/get path or a callback, a probe): those worth a reader's time.
+    notes: tuple[Diagnostic, ...] = ()
     # Every VMStateDescription of the tree, for the loader-convention rules.
     inventory: tuple[Description, ...] = ()
+    # How many files the tree-wide rules read for descriptions and references.
+    inventory_files: int = 0
     # Where each file names something that may be a description (first unit only).
     references: tuple[tuple[str, tuple[Reference, ...]], ...] = ()
 
@@ -72,6 +77,8 @@ class AuditResult:
     tool_version: str = __version__
     # What `prove` ran under KVM for these subsections, when it did.
     proof_run: ProofRun | None = None
+    # `check`: the tree the findings were compared with; findings are then the new ones.
+    base: str | None = None
 
     @property
     def analysis(self) -> Analysis:
@@ -85,6 +92,12 @@ class AuditResult:
     @property
     def diagnostics(self) -> tuple[Diagnostic, ...]:
         unique = {d for analysis in self.analyses for d in analysis.diagnostics}
+        return tuple(sorted(unique, key=_diagnostic_order))
+
+    @property
+    def notes(self) -> tuple[Diagnostic, ...]:
+        """The diagnostics that touch what some analysis uses (the rest: `--verbose`)."""
+        unique = {d for analysis in self.analyses for d in analysis.notes}
         return tuple(sorted(unique, key=_diagnostic_order))
 
     @property
@@ -211,10 +224,13 @@ def _analyse_units(
     references = {ff.path: ff.references for facts in [*unit_facts, inventory_facts] for ff in facts if ff.references}
     analyses = [replace(analysis, inventory=inventory) for analysis in analyses]
     first = analyses[0]
+    # The inventory keeps only notes on descriptions and on files it could not read.
     analyses[0] = replace(
         first,
         diagnostics=tuple(sorted({*first.diagnostics, *inventory_diagnostics}, key=_diagnostic_order)),
+        notes=tuple(sorted({*first.notes, *inventory_diagnostics}, key=_diagnostic_order)),
         references=tuple(sorted(references.items())),
+        inventory_files=len({d.path for d in inventory} | {path for path, data, _, _ in inventory_files if data}),
     )
     result = tuple(analyses)
     if cache and key:
@@ -347,6 +363,7 @@ def _analyse_unit(
         diagnostics.append(Diagnostic(path, 0, "not in this tree; the facts it would give are missing"))
     for path, why in tree.skipped:
         diagnostics.append(Diagnostic(path, 0, f"skipped: {why}"))
+    used = _used_lines(profile, kvm_functions, assessor.functions, descriptions.values(), capabilities)
     return Analysis(
         tree=tree,
         profile=profile,
@@ -360,7 +377,46 @@ def _analyse_unit(
         migrated=tuple(migrated),
         subsections=tuple(subsections),
         diagnostics=tuple(sorted(set(diagnostics), key=_diagnostic_order)),
+        notes=tuple(sorted({d for d in diagnostics if _touches(d, used)}, key=_diagnostic_order)),
     )
+
+
+Spans = dict[str, list[tuple[int, int]]]
+
+
+def _used_lines(
+    profile: Profile,
+    kvm_functions: Mapping[str, list[Function]],
+    callback_functions: Mapping[str, list[Function]],
+    descriptions: Iterable[Description],
+    capabilities: Capabilities,
+) -> Spans:
+    """The line spans, by file, of what the unit's analysis reads: its descriptions,
+    their callbacks and what those call, the functions on the put and get paths,
+    and those where a flag is probed."""
+    descriptions = list(descriptions)
+    spans: Spans = {}
+    for d in descriptions:
+        spans.setdefault(d.path, []).append((d.line, max(d.end_line, d.line)))
+    paths = reachable(kvm_functions, [*profile.put_entry_points, *profile.get_entry_points])
+    callbacks = {c for d in descriptions for c in (d.needed, d.post_load, d.pre_load, d.pre_save) if c}
+    paths.update(reachable(callback_functions, callbacks))
+    probes = {p for found in capabilities.probes.values() for p in found}
+    probing = {(p.path, p.function) for p in probes}
+    used = [f for definitions in paths.values() for f in definitions]
+    used += [f for definitions in kvm_functions.values() for f in definitions if (f.path, f.name) in probing]
+    for f in used:
+        spans.setdefault(f.path, []).append((f.line, f.end_line))
+    for probe in probes:
+        spans.setdefault(probe.path, []).append((probe.line, probe.line))
+    return spans
+
+
+def _touches(diagnostic: Diagnostic, used: Spans) -> bool:
+    """Whether a diagnostic bears on something in `used` (line 0: a whole file missing or skipped)."""
+    if diagnostic.line == 0 or diagnostic.whole_file:
+        return True
+    return any(first <= diagnostic.line <= last for first, last in used.get(diagnostic.path, ()))
 
 
 def _model_check_at(profile: Profile, functions: list[Function]) -> tuple[str, int] | None:

@@ -161,11 +161,19 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
     tree = parse(masked.text, masked.spans)
     root = tree.root_node
     text = Text(source)
-    diagnostics = [Diagnostic(path, line, "unbalanced preprocessor conditional") for line in masked.unbalanced_lines]
+    diagnostics = [
+        Diagnostic(path, line, "unbalanced preprocessor conditional", whole_file=True)
+        for line in masked.unbalanced_lines
+    ]
     if masked.unclosed is not None:
         line, count = masked.unclosed
         diagnostics.append(
-            Diagnostic(path, line, f"file ends with {count} bracket(s) still open (truncated?); read up to its end")
+            Diagnostic(
+                path,
+                line,
+                f"file ends with {count} bracket(s) still open (truncated?); read up to its end",
+                whole_file=True,
+            )
         )
     # A file read in spans (description lists of ~600 device files, a cpu.c's
     # properties) has no say on the rest: parse errors there are not reported.
@@ -178,7 +186,7 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
         source.decode("utf-8")
     except UnicodeDecodeError as undecodable:
         line = source.count(b"\n", 0, undecodable.start) + 1
-        diagnostics.append(Diagnostic(path, line, "not valid UTF-8; read with replacement characters"))
+        diagnostics.append(Diagnostic(path, line, "not valid UTF-8; read with replacement characters", whole_file=True))
     descriptions, description_diagnostics = (
         extract_descriptions(root, text, masked, path) if role in (None, "vmstate", "inventory") else ([], [])
     )

@@ -228,6 +228,9 @@ class Diagnostic:
     path: str
     line: int
     message: str
+    # True when it bears on the whole file (an unbalanced #if shifts the conditions
+    # of all that follows; a truncated or undecodable file), not just on `line`.
+    whole_file: bool = False
 
 
 @dataclass(frozen=True)
