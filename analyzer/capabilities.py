@@ -186,6 +186,9 @@ class Capabilities:
         found: list[Probe] = []
         calls, profile = expression.calls, self.profile
         path, name = function.path, function.name
+        # Line 0 is "anywhere in the function" (a return's value): the probe is then
+        # placed at the function, as evidence must point at a line.
+        line = line or function.line
         if not profile.extension_calls.isdisjoint(calls):
             found.extend(
                 Probe(c, "kvm-cap", path, line, name)
@@ -199,7 +202,7 @@ class Capabilities:
         # A member the kernel fills in (s390 `cs->kvm_run->kvm_valid_regs`) is host data where it is read.
         for field in expression.fields:
             found.extend(
-                Probe(h, "kvm-run", path, line or function.line, name)
+                Probe(h, "kvm-run", path, line, name)
                 for h in profile.host_fields
                 if field == h or field.endswith("." + h) or field.startswith(h + ".") or ("." + h + ".") in field
             )

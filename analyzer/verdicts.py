@@ -33,7 +33,10 @@ class Consumer:
     field: str  # the subsection's field as written, e.g. env.msr_smi_count
     handoff: Handoff
     guards: tuple[str, ...]
-    capability_guards: tuple[str, ...]  # flag, accessor or member names
+    # Flags, accessors and members as the guard writes them (`has_xsave`,
+    # `kvm_has_vcpu_events()`, `csr_cfg->supported`).
+    capability_guards: tuple[str, ...]
+    probes: tuple[Probe, ...] = ()  # what those guards stand for: KVM_CAP_TSC_CONTROL behind set_ioctl
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,28 @@ def indices_meet(a: tuple[tuple[str, ...], ...], b: tuple[tuple[str, ...], ...])
             if rx is not None and ry is not None and (rx[1] < ry[0] or ry[1] < rx[0]):
                 return False
     return True
+
+
+# A member chain as C writes it: `csr_cfg->supported`, `env->cpucfg[2]`, `kvm_v_vlenb.supported`.
+_WRITTEN_CHAIN = re.compile(r"[A-Za-z_]\w*(?:\s*(?:\[[^\]]*\])*\s*(?:->|\.)\s*[A-Za-z_]\w*)+")
+_INDEX = re.compile(r"\[[^\]]*\]")
+
+
+def written_name(key: str, text: str) -> str:
+    """How the condition `text` spells the subject `key`: a member key's whole chain
+    (`field:KVMCPUConfig.supported` in `csr_cfg->supported` is `csr_cfg->supported`,
+    not `supported`, which names nothing a reader can find); else `short_name(key)`."""
+    kind, _, rest = key.partition(":")
+    if kind != "field" or "." not in rest:
+        return short_name(key)
+    members = rest.split(".")[1:]
+    best = ""
+    for match in _WRITTEN_CHAIN.finditer(text):
+        chain = "".join(match.group().split())
+        names = re.split(r"->|\.", _INDEX.sub("", chain))
+        if names[-len(members) :] == members and len(chain) > len(best):
+            best = _INDEX.sub("", chain)
+    return best or short_name(key)
 
 
 def short_name(key: str) -> str:
@@ -362,13 +387,15 @@ class Assessor:
     def _consumer(self, field: str, handoff: Handoff) -> Consumer:
         guards = tuple(g.describe() for g in handoff.guards)
         capability: list[str] = []
+        probes: set[Probe] = set()
         for guard in handoff.guards:
             for atom in guard.condition.atoms():
                 for key in self.capabilities.capability_subjects(atom):
-                    name = short_name(key)
+                    probes.update(self.capabilities.probes.get(key, ()))
+                    name = written_name(key, atom.text)
                     if name not in capability:
                         capability.append(name)
-        return Consumer(field, handoff, guards, tuple(capability))
+        return Consumer(field, handoff, guards, tuple(capability), tuple(sorted(probes)))
 
     def _needed_features(self, description: Description) -> set[str]:
         """CPU-model features every true return of needed() implies:

@@ -6,16 +6,23 @@ import json
 from typing import Any
 
 from ..audit import AuditResult
+from ..capabilities import Probe
 from ..findings import Location
 from ..prove.results import Proof
 from ..verdicts import VERDICTS, SubsectionReport
 
 # 2: one entry per unit (target CPU or KVM-backed device) under "units".
-SCHEMA_VERSION = 2
+# 3: consumers name their probes, guards their whole member chain; what the
+#    tree-wide rules read (tree.inventory); which diagnostics touch an analysis.
+SCHEMA_VERSION = 3
 
 
 def _location(location: Location) -> dict[str, Any]:
     return {"file": location.path, "line": location.line, "column": location.column}
+
+
+def _probe(probe: Probe) -> dict[str, Any]:
+    return {"name": probe.name, "kind": probe.kind, "file": probe.path, "line": probe.line, "function": probe.function}
 
 
 def document(result: AuditResult) -> dict[str, Any]:
@@ -52,17 +59,27 @@ def document(result: AuditResult) -> dict[str, Any]:
         }
         for analysis, verdicts, finding_count in result.unit_counts()
     ]
+    notes = set(result.notes)
+    inventory = result.analysis.inventory
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "vmstate-guard", "version": result.tool_version},
         "tree": {
             "qemu_version": result.analysis.tree.version,
             "targets": sorted({analysis.profile.target for analysis in result.analyses}),
+            "inventory": {
+                "descriptions": len(inventory),
+                "description_files": len({d.path for d in inventory}),
+                "files": result.analysis.inventory_files,
+            },
         },
         "units": units,
         "subsections": subsections,
         "findings": findings,
-        "diagnostics": [{"file": d.path, "line": d.line, "message": d.message} for d in result.diagnostics],
+        "diagnostics": [
+            {"file": d.path, "line": d.line, "message": d.message, "touches_analysis": d in notes}
+            for d in result.diagnostics
+        ],
         **_proof_run(result),
     }
 
@@ -128,6 +145,7 @@ def _subsection(unit: str, report: SubsectionReport) -> dict[str, Any]:
                 "line": c.handoff.line,
                 "guards": list(c.guards),
                 "host_capability_guards": list(c.capability_guards),
+                "probes": [_probe(p) for p in c.probes],
             }
             for c in report.consumers
         ],

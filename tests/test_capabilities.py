@@ -108,7 +108,8 @@ def test_a_local_is_read_as_last_assigned_above() -> None:
     # `r = later_probe()` learns its probe in the second round; `has_x = r` below
     # it must be evaluated again, `has_y = r` reads the `r = 0` in between.
     capabilities = _solve()
-    bar = frozenset({Probe("KVM_CAP_BAR", "kvm-cap", PATH, 0, "later_probe")})  # a return: anywhere in it
+    # A return's probe is placed at its function, where evidence can point.
+    bar = frozenset({Probe("KVM_CAP_BAR", "kvm-cap", PATH, _line("static int later_probe"), "later_probe")})
     r = f"local:{PATH}:reuse:r"
     assert capabilities._local_values[r] == {_line("r = later_probe()"): bar, _line("r = 0;"): frozenset()}
     assert capabilities.probes.get(f"var:{PATH}:has_x") == bar
