@@ -7,18 +7,22 @@ from dataclasses import replace
 from .audit import AuditResult
 from .config import Config
 
+# The base of a repository's first commit: nothing, so every finding is new.
+EMPTY_BASE = "an empty tree (no commit yet)"
 
-def introduced(head: AuditResult, base: AuditResult) -> AuditResult:
-    """Head's findings that are new, or worse than in base: they now depend on a
-    host capability they did not (a finding that lost a guard is not reported)."""
-    before = {f.fingerprint: set(f.capabilities) for f in base.findings}
+
+def introduced(head: AuditResult, base: AuditResult | None) -> AuditResult:
+    """Head's findings that are new, or worse than in base (None: an empty tree):
+    they now depend on a host capability they did not (a finding that lost a
+    guard is not reported)."""
+    before = {f.fingerprint: set(f.capabilities) for f in base.findings} if base else {}
     kept = tuple(
         f for f in head.findings if f.fingerprint not in before or not set(f.capabilities) <= before[f.fingerprint]
     )
     hidden = [*head.hidden]
     if len(kept) < len(head.findings):
         hidden.append(("already in the base", len(head.findings) - len(kept)))
-    return replace(head, findings=kept, hidden=tuple(hidden))
+    return replace(head, findings=kept, hidden=tuple(hidden), base=base.analysis.tree.label if base else EMPTY_BASE)
 
 
 def select(result: AuditResult, config: Config, baseline: dict[str, dict[str, str]] | None = None) -> AuditResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -10,14 +11,16 @@ if TYPE_CHECKING:
 
 # Formats of `audit` and `check`, by the name users pass to --format.
 FINDING_FORMATS = ("text", "json", "sarif", "gitlab", "github", "html")
+# Those that leave out notes on code no analysis uses unless asked (--verbose).
+_VERBOSE_FORMATS = ("text", "sarif", "html")
 
 
-def renderer(name: str) -> Callable[[AuditResult], str]:
+def renderer(name: str, verbose: bool = False) -> Callable[[AuditResult], str]:
     from . import github, gitlab, html, json_report, sarif, text
 
     modules = {"text": text, "json": json_report, "sarif": sarif, "gitlab": gitlab, "github": github, "html": html}
-    render: Callable[[AuditResult], str] = modules[name].render
-    return render
+    render: Callable[..., str] = modules[name].render
+    return partial(render, verbose=verbose) if name in _VERBOSE_FORMATS else render
 
 
 # Formats of `prove`: the audit's, with each subsection's result under KVM.
@@ -31,3 +34,23 @@ def proof_renderer(name: str) -> Callable[[AuditResult], str]:
 
         return proof_text.render
     return renderer(name)
+
+
+def printable(text: str) -> str:
+    """`text` with control and other unprintable characters escaped (`\\x1b`, `\\n`, `\\u202e`).
+
+    File and subsection names come from the analysed tree: raw, an escape
+    sequence could retitle a terminal, and a newline could forge a
+    `path:line: warning:` line that CI parses."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if ch in "\n\t\r":
+        return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}[ch]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

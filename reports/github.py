@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..audit import AuditResult
+from . import printable
 
 _COMMAND = {"error": "error", "warning": "warning", "note": "notice"}
 
@@ -19,11 +20,13 @@ def render(result: AuditResult) -> str:
     lines = []
     for finding in result.findings:
         loc = finding.location
-        evidence = "\n".join(f"{r.location.path}:{r.location.line}: {r.message}" for r in finding.related)
-        message = f"{finding.message}\n{evidence}" if evidence else finding.message
+        # Names from the tree are escaped first: the runner's log shows escape
+        # sequences raw, and the newlines kept are only those between evidence lines.
+        evidence = "\n".join(printable(f"{r.location.path}:{r.location.line}: {r.message}") for r in finding.related)
+        message = printable(finding.message) + (f"\n{evidence}" if evidence else "")
         properties = ",".join(
             [
-                f"file={_property(loc.path)}",
+                f"file={_property(printable(loc.path))}",
                 f"line={loc.line}",
                 f"col={loc.column}",
                 f"title={_property(f'{finding.rule} {finding.name}')}",

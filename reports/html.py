@@ -184,7 +184,7 @@ def _subsection_view(
     }
 
 
-def render(result: AuditResult) -> str:
+def render(result: AuditResult, verbose: bool = False) -> str:
     sources = _Sources(result)
     views = [_subsection_view(result, a, r, sources) for a in result.analyses for r in a.subsections]
     verdict_counts = Counter(r.verdict for r in result.subsections)
@@ -206,7 +206,8 @@ def render(result: AuditResult) -> str:
         compat_counts={"mitigated": mitigated, "not mitigated": len(unchecked) - mitigated},
         views=views,
         findings=result.findings,
-        diagnostics=result.diagnostics,
+        diagnostics=result.diagnostics if verbose else result.notes,
+        hidden_notes=0 if verbose else len(result.diagnostics) - len(result.notes),
         style=Markup(style),
         script=Markup(script),
         style_hash=_csp_hash(style),

@@ -90,6 +90,12 @@ def check(analysis: Analysis) -> Iterator[Finding]:
             yield _finding(report, folded.get(symbol, []))
 
 
+def folded_into_findings(analysis: Analysis) -> int:
+    """How many unchecked subsections have no finding of their own: an enclosing one's covers them."""
+    unchecked = {r.description.symbol: r for r in analysis.subsections if r.verdict == UNCHECKED}
+    return sum(1 for report in unchecked.values() if _enclosing_finding(report, unchecked) is not None)
+
+
 def _enclosing_finding(report: SubsectionReport, unchecked: dict[str, SubsectionReport]) -> SubsectionReport | None:
     """The outermost unchecked subsection containing this one for the same capability.
 

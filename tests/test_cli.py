@@ -73,9 +73,21 @@ def test_json_document_validates_and_has_exact_keys() -> None:
     assert subsection["parent"] == "vmstate_x86_cpu"
     assert subsection["compat_properties"] == ["x-migrate-smi-count"]
     assert subsection["consumers"][0]["host_capability_guards"] == ["has_msr_smi_count"]
+    # kvm.c: `case MSR_SMI_COUNT: has_msr_smi_count = true;` in kvm_get_supported_msrs().
+    assert subsection["consumers"][0]["probes"] == [
+        {
+            "name": "MSR_SMI_COUNT",
+            "kind": "msr-index-list",
+            "file": "target/i386/kvm/kvm.c",
+            "line": 44,
+            "function": "kvm_get_supported_msrs",
+        }
+    ]
     finding = document["findings"][0]
     assert "line" not in finding["fingerprint"]
-    assert document["tree"] == {"qemu_version": "10.0.50", "targets": ["i386"]}
+    # The 14 descriptions of machine.c; machine.c, kvm.c and cpu.c mention "vms" (references).
+    inventory = {"descriptions": 14, "description_files": 1, "files": 3}
+    assert document["tree"] == {"qemu_version": "10.0.50", "targets": ["i386"], "inventory": inventory}
     (unit,) = document["units"]
     assert unit["unit"] == "i386"
     assert unit["kvm_file"] == "target/i386/kvm/kvm.c"
@@ -142,7 +154,7 @@ def test_output_file_is_written(tmp_path: Path) -> None:
     result = run_cli("audit", str(MINI), "--format", "json", "-o", str(out))
     assert result.returncode == 1
     assert result.stdout == ""
-    assert json.loads(out.read_text())["schema_version"] == 2
+    assert json.loads(out.read_text())["schema_version"] == 3
     assert [p.name for p in tmp_path.iterdir()] == ["audit.json"]
 
 
@@ -316,7 +328,7 @@ def test_audit_covers_every_target_the_tree_has(tmp_path: Path) -> None:
     serror = next(f for f in document["findings"] if f["subsection"] == "cpu/serror")
     assert serror["unit"] == "arm"
     text = run_cli("audit", str(tree)).stdout
-    assert "  arm: 4 subsections (1 unchecked, 1 checked, 1 unconditional, 1 not-kvm), 1 findings" in text
+    assert "  arm: 4 subsections (1 unchecked, 1 checked, 1 unconditional, 1 not-kvm), 1 finding" in text
 
 
 def test_target_narrows_and_repeats(tmp_path: Path) -> None:
