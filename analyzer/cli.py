@@ -15,6 +15,7 @@ from . import __version__
 from .cache import FactsCache, cache_directory
 from .errors import InputError
 from .profile import available_targets
+from .reports import printable
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -82,7 +83,25 @@ examples:
 Each warning is `path:line:col: warning: message [VG001]`, followed by its
 evidence: the needed() function, the guarded write to KVM, where the flag is
 probed, and any machine-type compat property that keeps the subsection off.
-Notes list regions of the tree the parser could not understand.
+Notes list regions of the tree the parser could not understand where they
+touch what an analysis reads (--verbose: all of them). The last line says
+what failed: `2 findings (VG001 cpu/tsc_khz, VG002 e1000/mit_state)`.
+"""
+
+_GRAPH_EPILOG = """\
+examples:
+  vmstate-guard graph ~/src/qemu -o graph.json                     node-link JSON (networkx)
+  vmstate-guard graph ~/src/qemu -f graphml -o graph.graphml       for Gephi, yEd, Cytoscape
+  vmstate-guard graph ~/src/qemu -f dot --target i386 | dot -Tsvg -o graph.svg
+
+Nodes are keyed by (file, symbol): subsections, fields, KVM writes, flags,
+probes and compat properties; edges carry the location of their evidence.
+"""
+
+_COMPLETION_EPILOG = """\
+examples:
+  vmstate-guard completion bash > ~/.local/share/bash-completion/completions/vmstate-guard
+  source <(vmstate-guard completion zsh)                 in ~/.zshrc
 """
 
 
@@ -91,6 +110,21 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"vmstate-guard: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_ERROR)
+
+
+class _ListRules(argparse.Action):
+    """`--list-rules`, at the top or after a command: prints the registry and exits,
+    whatever else the command would require (`audit --list-rules` has no tree)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="list the rules with id, name and summary, then exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from .rules import RULES
+
+        for rule in RULES:
+            print(f"{rule.id}  {rule.name}  [{rule.severity}, {rule.confidence} confidence]\n    {rule.summary}")
+        parser.exit(EXIT_CLEAN)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vmstate-guard", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"vmstate-guard {__version__}")
-    parser.add_argument("--list-rules", action="store_true", help="list the rules with id, name and summary, then exit")
+    parser.add_argument("--list-rules", action=_ListRules)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     audit = commands.add_parser(
@@ -137,9 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
         "graph",
         help="export the evidence graph",
         description="Export the graph linking subsections, fields, KVM writes, flags, probes and compat properties.",
+        epilog=_GRAPH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     graph.add_argument("tree", type=Path, metavar="QEMU_DIR", help="top of a QEMU source tree (read only)")
-    graph.add_argument("--format", choices=GRAPH_FORMATS, default="json", help="graph format (default: json)")
+    graph.add_argument("-f", "--format", choices=GRAPH_FORMATS, default="json", help="graph format (default: json)")
     _common(graph)
 
     fix = commands.add_parser(
@@ -163,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--target", default="i386", choices=available_targets(), help="target profile (default: i386)")
     fix.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
     fix.add_argument("--no-cache", action="store_true", help="do not use the per-file facts cache")
-    fix.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help=_JOBS_HELP)
+    fix.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help=_JOBS_HELP)
 
     prove = commands.add_parser(
         "prove",
@@ -197,11 +233,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = commands.add_parser("explain", help="print a rule's documentation", description="Explain a rule.")
     explain.add_argument("rule", metavar="ID", help="rule id (VG001) or name (unchecked-capability-subsection)")
+
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print a completion script for bash or zsh, generated from these options.",
+        epilog=_COMPLETION_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    completion.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete for")
     return parser
 
 
 def _findings_options(command: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
-    command.add_argument("--format", choices=formats, default="text", help="output format (default: text)")
+    command.add_argument("-f", "--format", choices=formats, default="text", help="output format (default: text)")
+    command.add_argument(
+        "--select",
+        type=_rule_list,
+        action="extend",
+        default=[],
+        metavar="RULES",
+        help="run only these rules (comma-separated ids or names; overrides [rules] disable)",
+    )
+    command.add_argument(
+        "--ignore", type=_rule_list, action="extend", default=[], metavar="RULES", help="do not run these rules"
+    )
+    command.add_argument(
+        "--exit-zero",
+        action="store_true",
+        help="exit 0 even when there are findings (report-only jobs); input and internal errors still exit 2 and 3",
+    )
+    command.add_argument(
+        "-v", "--verbose", action="store_true", help="also show notes on code no analysis uses (text, SARIF, HTML)"
+    )
+    command.add_argument("--list-rules", action=_ListRules)
     command.add_argument(
         "--config", type=Path, metavar="FILE", help="configuration (default: QEMU_DIR/.vmstate-guard.toml if present)"
     )
@@ -209,6 +274,10 @@ def _findings_options(command: argparse.ArgumentParser, formats: tuple[str, ...]
     command.add_argument(
         "--write-baseline", type=Path, metavar="FILE", help="record the findings that would be reported, then exit 0"
     )
+
+
+def _rule_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 _JOBS_HELP = "worker processes that parse the tree's files (default: one per core; 1: no workers)"
@@ -238,7 +307,7 @@ def _common(command: argparse.ArgumentParser) -> None:
         help="audit only this target (repeatable; default: every target the tree has)",
     )
     command.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
-    command.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help=_JOBS_HELP)
+    command.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help=_JOBS_HELP)
     command.add_argument(
         "--no-cache",
         action="store_true",
@@ -278,7 +347,7 @@ class _Progress:
 
     def __call__(self, path: str, index: int, total: int) -> None:
         if self.active:
-            sys.stderr.write(f"\r\033[Kparsing [{index + 1}/{total}] {path}")
+            sys.stderr.write(f"\r\033[Kparsing [{index + 1}/{total}] {printable(path)}")
             sys.stderr.flush()
             self.shown = True
 
@@ -303,19 +372,19 @@ def _progress(enabled: bool) -> _Progress:
 
 def _warn_skipped(skipped: Sequence[tuple[str, str]]) -> None:
     for path, why in skipped:
-        print(f"vmstate-guard: warning: {path}: {why}; skipped", file=sys.stderr)
+        print(printable(f"vmstate-guard: warning: {path}: {why}; skipped"), file=sys.stderr)
 
 
 def _report_findings(args: argparse.Namespace) -> int:
     from .audit import audit
     from .baseline import load_baseline, render_baseline
     from .config import load_config
-    from .git import RevisionReader
+    from .git import RevisionReader, is_unborn
     from .reports import renderer
     from .selection import introduced, select
     from .tree import DirectoryReader, TreeReader
 
-    config = load_config(args.config, args.tree if args.tree.is_dir() else None)
+    config = load_config(args.config, args.tree if args.tree.is_dir() else None).with_rules(args.select, args.ignore)
     progress = _progress(not args.quiet)
     head: TreeReader = DirectoryReader(args.tree)
     if args.command == "check" and args.head:
@@ -324,7 +393,10 @@ def _report_findings(args: argparse.Namespace) -> int:
     result = audit(head, args.target, config, progress, cache, args.jobs)
     progress.done()
     _warn_skipped(result.skipped)
-    if args.command == "check":
+    if args.command == "check" and args.base and is_unborn(args.tree, args.base):
+        # A repository's first commit (the pre-commit hook's `--base HEAD`): everything is new.
+        result = introduced(result, None)
+    elif args.command == "check":
         base: TreeReader = RevisionReader(args.tree, args.base) if args.base else DirectoryReader(args.base_tree)
         result = introduced(result, audit(base, args.target, config, progress, cache, args.jobs))
         progress.done()
@@ -337,8 +409,8 @@ def _report_findings(args: argparse.Namespace) -> int:
         print(f"vmstate-guard: recorded {len(recorded.findings)} findings in {args.write_baseline}", file=sys.stderr)
         return EXIT_CLEAN
     result = select(result, config, baseline)
-    _write(renderer(args.format)(result), args.output)
-    return EXIT_FINDINGS if result.findings else EXIT_CLEAN
+    _write(renderer(args.format, args.verbose)(result), args.output)
+    return EXIT_FINDINGS if result.findings and not args.exit_zero else EXIT_CLEAN
 
 
 def _write_patches(args: argparse.Namespace) -> int:
@@ -365,7 +437,7 @@ def _write_patches(args: argparse.Namespace) -> int:
     if not patches and not skipped:
         print("vmstate-guard: no unchecked subsection: nothing to patch", file=sys.stderr)
     for entry in skipped:
-        print(f"vmstate-guard: note: no patch for {entry.subsection}: {entry.reason}", file=sys.stderr)
+        print(printable(f"vmstate-guard: note: no patch for {entry.subsection}: {entry.reason}"), file=sys.stderr)
     if patches:
         try:
             output.mkdir(parents=True, exist_ok=True)
@@ -374,7 +446,7 @@ def _write_patches(args: argparse.Namespace) -> int:
     for number, patch in enumerate(patches, start=1):
         path = output / file_name(patch, number)
         _write(render_patch(patch, number, len(patches), args.signoff), path)
-        print(f"{path}  ({patch.subsection})")
+        print(printable(f"{path}  ({patch.subsection})"))
     return EXIT_CLEAN
 
 
@@ -418,11 +490,12 @@ def _prove(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .rules import RULES, find_rule
+    from .rules import find_rule
 
-    if args.list_rules:
-        for rule in RULES:
-            print(f"{rule.id}  {rule.name}  [{rule.severity}, {rule.confidence} confidence]\n    {rule.summary}")
+    if args.command == "completion":
+        from .completion import script
+
+        sys.stdout.write(script(parser, args.shell))
         return EXIT_CLEAN
     if args.command == "explain":
         explained = find_rule(args.rule)
@@ -457,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args, parser)
     except InputError as error:
-        print(f"vmstate-guard: error: {error}", file=sys.stderr)
+        print(printable(f"vmstate-guard: error: {error}"), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("vmstate-guard: interrupted", file=sys.stderr)

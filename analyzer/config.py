@@ -23,6 +23,7 @@ silently switch a check off.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,18 @@ class Config:
 
     def is_enabled(self, rule_id: str) -> bool:
         return rule_id not in self.disabled
+
+    def with_rules(self, select: Sequence[str] = (), ignore: Sequence[str] = ()) -> Config:
+        """The config with `--select` (only these rules, whatever [rules] disable says)
+        and `--ignore` (not these) from the command line; ids or names."""
+        from .rules import RULES
+
+        disabled = set(self.disabled)
+        if select:
+            chosen = {_rule_id(key, "--select", "command line") for key in select}
+            disabled = {rule.id for rule in RULES if rule.id not in chosen}
+        disabled.update(_rule_id(key, "--ignore", "command line") for key in ignore)
+        return replace(self, disabled=frozenset(disabled))
 
     def acceptance(self, rule_id: str, subsection: str) -> Acceptance | None:
         for entry in self.accepted:

@@ -85,3 +85,15 @@ class RevisionReader:
         if header[1] != b"blob":
             raise UnusableFileError("not a regular file")
         return data
+
+
+def is_unborn(repo: Path, rev: str) -> bool:
+    """True when `rev` is HEAD of a repository with no commit yet (its first commit is being made)."""
+    if rev != "HEAD" or not repo.is_dir():
+        return False
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", "HEAD"], capture_output=True, check=False
+    )
+    # symbolic-ref succeeds on an unborn branch; a detached or broken HEAD is not one.
+    branch = subprocess.run(["git", "-C", str(repo), "symbolic-ref", "-q", "HEAD"], capture_output=True, check=False)
+    return head.returncode != 0 and branch.returncode == 0
