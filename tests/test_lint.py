@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -266,6 +267,74 @@ def test_sarif_validates_against_the_official_schema() -> None:
     assert "needed(): msr_smi_count_needed" in related
     assert any("MSR_SMI_COUNT probed" in text for text in related)
     assert list(first["partialFingerprints"]) == ["vmstateGuardFingerprint/v1"]
+
+
+def test_sarif_message_links_each_related_location() -> None:
+    # GitHub code scanning shows a related location only where the message links it.
+    run = json.loads(run_cli("audit", str(MINI), "--format", "sarif").stdout)["runs"][0]
+    first = run["results"][0]
+    ids = [r["id"] for r in first["relatedLocations"]]
+    assert ids == [1, 2, 3, 4]
+    links = re.findall(r"\[((?:[^\]\\]|\\.)*)\]\((\d+)\)", first["message"]["text"])
+    assert [int(number) for _, number in links] == ids
+    assert links[0][0] == "needed(): msr_smi_count_needed"
+    assert first["message"]["text"].startswith("subsection 'cpu/msr_smi_count' hands env.msr_smi_count to KVM")
+    # pdptrs's evidence reads `sregs.pdptrs[i]`: literal brackets are escaped, not links.
+    pdptrs = next(r for r in run["results"] if r["properties"]["subsection"] == "cpu/pdptrs")
+    assert "sregs.pdptrs\\[i\\]" in pdptrs["message"]["text"]
+    assert len(re.findall(r"(?<!\\)\]\(\d+\)", pdptrs["message"]["text"])) == len(pdptrs["relatedLocations"])
+
+
+def test_sarif_rules_read_well_on_github() -> None:
+    run = json.loads(run_cli("audit", str(MINI), "--format", "sarif").stdout)["runs"][0]
+    vg001 = run["tool"]["driver"]["rules"][0]
+    # The rule docstring's "What it checks" section, on one line: no heading, no indentation.
+    full = vg001["fullDescription"]["text"]
+    assert full.startswith(
+        "A VMState subsection at least one of whose fields reaches KVM, on the destination's put path"
+    )
+    assert "\n" not in full and "  " not in full and "What it checks" not in full
+    markdown = vg001["help"]["markdown"]
+    assert "## Why it matters" in markdown
+    assert "```c\nstatic bool msr_foo_needed(void *opaque)\n{" in markdown
+    assert run["automationDetails"] == {"id": "vmstate-guard/audit/"}
+    assert set(run["originalUriBaseIds"]) == {"SRCROOT"}
+    assert {r["locations"][0]["physicalLocation"]["artifactLocation"]["uriBaseId"] for r in run["results"]} == {
+        "SRCROOT"
+    }
+    check = json.loads(run_cli("check", str(MINI), "--base-tree", str(MINI), "--format", "sarif").stdout)
+    assert check["runs"][0]["automationDetails"] == {"id": "vmstate-guard/check/"}
+
+
+def _multitool() -> str:
+    path = os.environ.get("VMSTATE_GUARD_SARIF_MULTITOOL")
+    if not path or not os.access(path, os.X_OK):
+        pytest.skip("SARIF Multitool not installed (scripts/fetch-test-tools.sh; .ci/run does)")
+    return path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["audit", str(MINI)], ["check", str(MINI), "--base-tree", str(MINI)], ["audit", str(MINI), "--verbose"]],
+    ids=["audit", "clean-check", "verbose"],
+)
+def test_sarif_passes_microsofts_validator(args: list[str], tmp_path: Path) -> None:
+    # An independent check: the SARIF spec's rules and GitHub code scanning's
+    # ingestion rules (GH1xxx), errors and warnings.
+    tool = _multitool()
+    log, verdict = tmp_path / "vmstate-guard.sarif", tmp_path / "validation.sarif"
+    assert run_cli(*args, "--format", "sarif", "-o", str(log)).returncode in (0, 1)
+    done = subprocess.run(
+        [tool, "validate", str(log), "-o", str(verdict), "--rule-kind", "Gh;Sarif", "--level", "Error;Warning"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "DOTNET_SYSTEM_GLOBALIZATION_INVARIANT": "1"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(verdict.read_text())["runs"][0]["results"]
+    # SARIF2005 asks for the tool's informationUri: this project has no public address to give.
+    assert [r["ruleId"] for r in results if r["ruleId"] != "SARIF2005"] == [], done.stdout
 
 
 def test_sarif_of_a_clean_check_validates(tmp_path: Path) -> None:
