@@ -170,13 +170,18 @@ def _subsection_view(
                 sources.excerpt(Location(array.path, line), f"{mitigation.property.name} in {array.symbol}")
             )
     flags = sorted({g for c in report.consumers for g in c.capability_guards})
+    compat_names = [m.property.name for m in report.compat]
+    words = [d.name or "", d.symbol, report.verdict, analysis.profile.label, *flags]
+    words += [p.name for p in report.required] + compat_names
     return {
         "report": report,
         "unit": analysis.profile.label,
         "anchor": "sub-" + hashlib.sha256(f"{d.path}:{d.symbol}".encode()).hexdigest()[:12],
         "flags": flags,
         "probe_kinds": sorted({p.kind for p in report.required}),
-        "compat_names": [m.property.name for m in report.compat],
+        "compat_names": compat_names,
+        # What the search box matches, in the table and in the evidence alike.
+        "search": " ".join(words).lower(),
         "machines": [m.name for mitigation in report.compat for m in mitigation.machines],
         "chain": _chain(report, patch) + _proof_steps(result, report),
         "patch": patch,
@@ -206,6 +211,8 @@ def render(result: AuditResult, verbose: bool = False) -> str:
         compat_counts={"mitigated": mitigated, "not mitigated": len(unchecked) - mitigated},
         views=views,
         findings=result.findings,
+        # A finding links to its subsection's evidence, where the report has one.
+        finding_anchors={(v["unit"], v["report"].description.name): v["anchor"] for v in views},
         diagnostics=result.diagnostics if verbose else result.notes,
         hidden_notes=0 if verbose else len(result.diagnostics) - len(result.notes),
         style=Markup(style),

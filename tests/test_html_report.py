@@ -96,8 +96,9 @@ def browser() -> Iterator[Any]:
 class _Page:
     """A page with everything it logged and requested."""
 
-    def __init__(self, browser: Any, path: Path, width: int = 1280) -> None:
-        self.page = browser.new_page(viewport={"width": width, "height": 900})
+    def __init__(self, browser: Any, path: Path, width: int = 1280, bypass_csp: bool = False) -> None:
+        # bypass_csp: only to inject axe-core, which the report's own CSP rightly refuses.
+        self.page = browser.new_page(viewport={"width": width, "height": 900}, bypass_csp=bypass_csp)
         self.console: list[str] = []
         self.requests: list[str] = []
         self.dialogs: list[str] = []
@@ -107,6 +108,12 @@ class _Page:
         self.page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
         self.url = path.resolve().as_uri()
         self.page.goto(self.url)
+
+    def visible_details(self) -> list[str]:
+        return self.page.eval_on_selector_all(
+            "details.subsection",
+            "ds => ds.filter(d => !d.hidden).map(d => d.querySelector('summary code').textContent)",
+        )
 
     def visible_rows(self) -> list[str]:
         return self.page.eval_on_selector_all(
@@ -139,12 +146,77 @@ def test_verdict_filter_and_search(browser: Any, tmp_path: Path) -> None:
     assert page.visible_rows() == ["cpu/pdptrs"]
 
 
+def test_search_filters_the_evidence_too(browser: Any, tmp_path: Path) -> None:
+    page = _Page(browser, _html(MINI, tmp_path))
+    assert len(page.visible_details()) == 12
+    page.page.fill("#search", "x-migrate")
+    assert page.visible_details() == ["cpu/msr_smi_count"]
+    page.page.fill("#search", "")
+    page.page.select_option("#verdict-filter", "unchecked")
+    assert sorted(page.visible_details()) == sorted(page.visible_rows())
+
+
+def test_sorting_and_rows_work_from_the_keyboard(browser: Any, tmp_path: Path) -> None:
+    page = _Page(browser, _html(MINI, tmp_path))
+    names = page.visible_rows()
+    page.page.focus("#subsections th:nth-child(1) button")
+    page.page.keyboard.press("Enter")
+    assert page.visible_rows() == sorted(names, key=str.lower)
+    page.page.keyboard.press("Space")
+    assert page.visible_rows() == sorted(names, key=str.lower, reverse=True)
+    # Tab from the last sort button reaches the first row's link; Enter opens its evidence.
+    page.page.focus("#subsections th:nth-child(6) button")
+    page.page.keyboard.press("Tab")
+    focused = page.page.evaluate("document.activeElement.closest('tr').cells[0].textContent")
+    assert focused == page.visible_rows()[0]
+    page.page.keyboard.press("Enter")
+    opened = page.page.locator("details.subsection[open] summary code")
+    assert opened.count() == 1 and opened.text_content() == focused
+
+
+def test_findings_link_to_their_evidence(browser: Any, tmp_path: Path) -> None:
+    page = _Page(browser, _html(MINI, tmp_path))
+    links = page.page.locator("#findings a.evidence-link")
+    assert links.count() == 4  # qemu-mini's four VG001 findings
+    links.nth(0).click()
+    opened = page.page.locator("details.subsection[open] summary code")
+    assert opened.count() == 1 and opened.text_content() == "cpu/msr_smi_count"
+
+
+def _axe(browser: Any, report: Path, width: int) -> tuple[list[str], int]:
+    """axe-core's violations on the report (every evidence chain open), and how
+    far the page scrolls sideways."""
+    script = os.environ.get("VMSTATE_GUARD_AXE")
+    if not script or not Path(script).is_file():
+        pytest.skip("axe-core not installed (scripts/fetch-test-tools.sh; .ci/run does)")
+    page = _Page(browser, report, width=width, bypass_csp=True)
+    page.page.add_script_tag(path=script)
+    page.page.evaluate("for (const d of document.querySelectorAll('details')) d.open = true")
+    result = page.page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    violations = [f"{v['id']}: {v['help']} ({v['nodes'][0]['target']})" for v in result["violations"]]
+    overflow = page.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    return violations, overflow
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_axe_core_finds_nothing_and_nothing_scrolls_sideways(browser: Any, tmp_path: Path, width: int) -> None:
+    violations, overflow = _axe(browser, _html(MINI, tmp_path), width)
+    assert violations == []  # heading-order, scrollable-region-focusable, colour contrast, ...
+    assert overflow == 0
+
+
+def test_axe_core_on_the_real_10_report(browser: Any, tmp_path: Path) -> None:
+    violations, overflow = _axe(browser, _html(real_tree("10"), tmp_path, "qemu-10.0.html"), 390)
+    assert violations == []
+    assert overflow == 0
+
+
 def test_sorting_by_a_column(browser: Any, tmp_path: Path) -> None:
     page = _Page(browser, _html(MINI, tmp_path))
-    page.page.click("#subsections th:nth-child(1)")
+    page.page.click("#subsections th:nth-child(1) button")
     names = page.visible_rows()
     assert names == sorted(names, key=str.lower)
-    page.page.click("#subsections th:nth-child(1)")
+    page.page.click("#subsections th:nth-child(1) button")
     assert page.visible_rows() == list(reversed(names))
 
 
