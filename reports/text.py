@@ -78,7 +78,9 @@ def _summary(result: AuditResult) -> list[str]:
                 continue
             spread = ", ".join(f"{verdicts[v]} {v}" for v in VERDICTS if verdicts[v])
             subsections = plural(sum(verdicts.values()), "subsection")
-            lines.append(f"  {label}: {subsections} ({spread}), {plural(findings, 'finding')}")
+            # In check, verdicts are the head's, findings only the new ones.
+            found = plural(findings, "new finding" if result.base is not None else "finding")
+            lines.append(f"  {label}: {subsections} ({spread}), {found}")
         if empty:
             lines.append(f"  no subsections: {', '.join(empty)}")
     inventory = result.analysis.inventory

@@ -95,6 +95,9 @@ def test_unit_lines_are_singular_and_skip_units_without_subsections() -> None:
     ]
     assert "not-kvm: 1 of 1 subsection" in lines
     assert lines[-1] == "1 finding (VG004 poll)"
+    tree = str(FIXTURES / "device-i8259")
+    check = run_cli("check", tree, "--base-tree", tree).stdout.splitlines()
+    assert "  i386/i8259: 1 subsection (1 not-kvm), 0 new findings" in check
 
 
 def test_text_says_how_much_the_tree_wide_rules_read() -> None:
