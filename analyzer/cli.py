@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     prove.add_argument(
         "--patches", type=Path, metavar="DIR", help="a series from vmstate-guard fix to build and verify"
     )
-    prove.add_argument("--format", choices=PROOF_FORMATS, default="text", help="output format (default: text)")
+    prove.add_argument("-f", "--format", choices=PROOF_FORMATS, default="text", help="output format (default: text)")
     prove.add_argument(
         "--cpu", default=DEFAULT_CPU, metavar="MODEL", help=f"-cpu of every guest (default: {DEFAULT_CPU})"
     )
@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     prove.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of standard output")
     prove.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
     prove.add_argument("--no-cache", action="store_true", help="do not use the per-file facts cache")
-    prove.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help=_JOBS_HELP)
+    prove.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help=_JOBS_HELP)
 
     explain = commands.add_parser("explain", help="print a rule's documentation", description="Explain a rule.")
     explain.add_argument("rule", metavar="ID", help="rule id (VG001) or name (unchecked-capability-subsection)")
