@@ -6,6 +6,7 @@ from collections import Counter
 
 from ..audit import AuditResult
 from ..prove.results import NOT_ATTEMPTED, RESULTS, Proof
+from . import printable
 
 
 def _line(where: str, proof: Proof, label: str) -> str:
@@ -37,4 +38,5 @@ def render(result: AuditResult) -> str:
         noun = "patch" if len(run.patched) == 1 else "patches"
         lines.append(f"{len(run.patched)} {noun} of the series run on the patched tree: {_spread(run.patched)}")
     lines.append(f"QEMU {run.qemu_version}, {run.built}; host {run.host}; -cpu {run.cpu}")
-    return "\n".join(lines) + "\n"
+    # Subsection names and paths come from the tree: escaped as in the audit's text.
+    return "\n".join(printable(line) for line in lines) + "\n"

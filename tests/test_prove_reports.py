@@ -94,3 +94,13 @@ def test_text_lists_one_line_per_subsection_then_counts(result: AuditResult, tmp
     assert lines[2].startswith("target/i386/machine.c:109: not-attempted: cpu/pdptrs")
     assert lines[3] == "2 subsections run under KVM: 1 confirmed, 1 not-attempted"
     assert lines[4] == "1 patch of the series run on the patched tree: 1 patch-verified"
+
+
+def test_text_escapes_names_from_the_tree(result: AuditResult) -> None:
+    # A subsection name with an escape sequence and a newline (it comes from the tree's C source).
+    hostile = replace(SKIPPED, subsection="cpu/x\x1b]0;pwned\x07\nforged")
+    run = replace(result.proof_run, proofs=(hostile,), patched=())
+    text = proof_renderer("text")(replace(result, proof_run=run))
+    assert "\x1b" not in text and "\x07" not in text
+    assert "cpu/x\\x1b]0;pwned\\x07\\nforged" in text
+    assert not any(line.startswith("forged") for line in text.splitlines())
