@@ -129,8 +129,7 @@ class _ListRules(argparse.Action):
 
 def build_parser() -> argparse.ArgumentParser:
     from .prove.run import DEFAULT_CPU
-    from .reports import FINDING_FORMATS, PROOF_FORMATS
-    from .reports.graph_export import FORMATS as GRAPH_FORMATS
+    from .reports import FINDING_FORMATS, GRAPH_FORMATS, PROOF_FORMATS
 
     parser = _Parser(
         prog="vmstate-guard", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -4,22 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..audit import AuditResult
 
-# Formats of `audit` and `check`, by the name users pass to --format.
-FINDING_FORMATS = ("text", "json", "sarif", "gitlab", "github", "html")
+# Formats of `audit` and `check`, by the name users pass to --format, and their modules.
+_MODULES = {
+    "text": "text",
+    "json": "json_report",
+    "sarif": "sarif",
+    "gitlab": "gitlab",
+    "github": "github",
+    "html": "html",
+}
+FINDING_FORMATS = tuple(_MODULES)
 # Those that leave out notes on code no analysis uses unless asked (--verbose).
 _VERBOSE_FORMATS = ("text", "sarif", "html")
 
 
-def renderer(name: str, verbose: bool = False) -> Callable[[AuditResult], str]:
-    from . import github, gitlab, html, json_report, sarif, text
+# Formats of `graph` (reports.graph_export), here so that parsing the command
+# line does not import networkx.
+GRAPH_FORMATS = ("graphml", "dot", "json")
 
-    modules = {"text": text, "json": json_report, "sarif": sarif, "gitlab": gitlab, "github": github, "html": html}
-    render: Callable[..., str] = modules[name].render
+
+def renderer(name: str, verbose: bool = False) -> Callable[[AuditResult], str]:
+    """The chosen format's render function; only its module is imported
+    (html's jinja2 and pygments cost more than a cached run)."""
+    module = import_module(f"{__name__}.{_MODULES[name]}")
+    render: Callable[..., str] = module.render
     return partial(render, verbose=verbose) if name in _VERBOSE_FORMATS else render
 
 

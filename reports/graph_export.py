@@ -7,8 +7,6 @@ import json
 
 import networkx as nx
 
-FORMATS = ("graphml", "dot", "json")
-
 
 def _node_id(node: tuple[str, str]) -> str:
     path, symbol = node
