@@ -5,6 +5,7 @@ Nothing is checked out: the user's working tree and index stay untouched.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import weakref
 from pathlib import Path
@@ -30,6 +31,47 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+def _listing(repo: Path, commit: str, prefix: str) -> tuple[dict[str, str], set[str], set[str]]:
+    """(blob id of every file, every directory, every submodule) under `prefix`
+    at `commit`, relative to it.
+
+    One `git ls-tree` with -z: without it git quotes names with non-ASCII
+    bytes, tabs, newlines or quotes (`"hw/\\303\\251.c"`), which no suffix test
+    or read then matches. Submodules (gitlinks, mode 160000) are neither
+    files nor directories of this tree: their commits are not in this
+    repository, and the working tree's checkout of them is skipped alike.
+    """
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(repo), "ls-tree", "--full-tree", "-r", "-t", "-z", commit, "--", prefix or "."],
+            capture_output=True,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise InputError("git is not installed; --base needs it (or use --base-tree DIR)") from None
+    if done.returncode != 0:
+        raise InputError(f"{repo}: git ls-tree failed: {done.stderr.decode('utf-8', 'replace').strip()}")
+    blobs: dict[str, str] = {}
+    directories: set[str] = set()
+    gitlinks: set[str] = set()
+    for record in done.stdout.split(b"\0"):
+        if not record:
+            continue
+        info, _, name = record.partition(b"\t")
+        _mode, kind, oid = info.decode("ascii").split(" ")
+        path = name.decode("utf-8", "surrogateescape")
+        if not path.startswith(prefix):
+            continue
+        path = path[len(prefix) :]
+        if kind == "tree":
+            directories.add(path)
+        elif kind == "blob":
+            blobs[path] = oid
+        else:
+            gitlinks.add(path)
+    return blobs, directories, gitlinks
+
+
 class RevisionReader:
     """Files of `repo` at revision `rev`."""
 
@@ -49,25 +91,36 @@ class RevisionReader:
         self.repo = repo
         self.prefix = prefix  # the QEMU tree may be a subdirectory of the repository
         self.label = f"{rev} ({self.commit[:12]})"
-        listing = _git(repo, "ls-tree", "--full-tree", "-r", "-d", "--name-only", self.commit, "--", prefix or ".")
-        self._directories = {line[len(prefix) :] for line in listing.splitlines() if line.startswith(prefix)}
+        # Each file's blob id: a content key known without reading the file.
+        self._blobs, self._directories, self._gitlinks = _listing(repo, self.commit, prefix)
         self._batch: subprocess.Popen[bytes] | None = None
 
     def has_directory(self, path: str) -> bool:
         return path in self._directories
 
     def c_files(self, exclude: tuple[str, ...] = (), suffixes: tuple[str, ...] = (".c",)) -> list[str]:
-        listing = _git(self.repo, "ls-tree", "--full-tree", "-r", "--name-only", self.commit, "--", self.prefix or ".")
-        prefix = self.prefix
-        paths = (line[len(prefix) :] for line in listing.splitlines() if line.endswith(suffixes))
-        return sorted(p for p in paths if not p.startswith(exclude))
+        return sorted(p for p in self._blobs if p.endswith(suffixes) and not p.startswith(exclude))
+
+    def blob_id(self, path: str) -> str | None:
+        """The git blob id of `path` (its content key), None when the revision has no such file."""
+        return self._blobs.get(path)
 
     def stamps(self, paths: list[str]) -> str | None:
-        return None  # a revision is read through git: its blobs are the key
+        # Blob ids are content hashes: equal stamps, equal bytes, without reading any.
+        digest = hashlib.sha256()
+        for path in paths:
+            digest.update(f"{path}\0{self._blobs.get(path, '-')}\n".encode("utf-8", "surrogateescape"))
+        return digest.hexdigest()
 
     def read(self, path: str) -> bytes | None:
-        # One `git cat-file --batch` serves every read: the inventory reads
-        # some 2,600 files, and a process per file would take seconds.
+        oid = self._blobs.get(path)
+        if oid is None:
+            if path in self._directories or path in self._gitlinks:
+                raise UnusableFileError("not a regular file")
+            return None
+        # One `git cat-file --batch` serves every read, asked by blob id (a
+        # name could hold a newline): the inventory of a cold run reads some
+        # 2,600 files, and a process per file would take seconds.
         if self._batch is None:
             self._batch = subprocess.Popen(
                 ["git", "-C", str(self.repo), "cat-file", "--batch"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
@@ -75,15 +128,13 @@ class RevisionReader:
             weakref.finalize(self, _stop, self._batch)
         stdin, stdout = self._batch.stdin, self._batch.stdout
         assert stdin is not None and stdout is not None
-        stdin.write(f"{self.commit}:{self.prefix}{path}\n".encode("utf-8", "surrogateescape"))
+        stdin.write(f"{oid}\n".encode())
         stdin.flush()
         header = stdout.readline().split()
-        if len(header) != 3:
-            return None  # "<name> missing"
+        if len(header) != 3 or header[1] != b"blob":
+            raise UnusableFileError("cannot be read from git's objects")
         data = stdout.read(int(header[2]))
         stdout.read(1)  # the newline after the object
-        if header[1] != b"blob":
-            raise UnusableFileError("not a regular file")
         return data
 
 

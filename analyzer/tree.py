@@ -71,6 +71,11 @@ class DirectoryReader:
         for directory, subdirectories, names in os.walk(root):  # does not follow links to directories
             relative = os.path.relpath(directory, root).replace(os.sep, "/")
             prefix = "" if relative == "." else relative + "/"
+            if prefix and (".git" in names or ".git" in subdirectories):
+                # A submodule's checkout (or another repository): not this
+                # tree's files, and not in its git revisions either.
+                subdirectories[:] = []
+                continue
             # Excluded directories are not entered at all: roms/ and tests/ are big.
             subdirectories[:] = sorted(d for d in subdirectories if not (prefix + d + "/").startswith(exclude))
             found.extend(prefix + name for name in names if name.endswith(suffixes))

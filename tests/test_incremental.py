@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from support import MINI, REPO, git
 
 
@@ -54,3 +56,75 @@ def test_audit_json_and_check_import_no_graph_or_html_library(tmp_path: Path) ->
     assert {"jinja2", "pygments"} <= html
     graph = _modules_after(tmp_path, "graph", str(repo), "-o", str(tmp_path / "g.json"))
     assert "networkx" in graph
+
+
+# A description no registered section reaches: a VG006 finding in whatever file holds it.
+_UNREGISTERED = b"""\
+#include "migration/vmstate.h"
+
+const VMStateDescription vmstate_odd_name = {
+    .name = "odd-name",
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32(count, OddState),
+        VMSTATE_END_OF_LIST()
+    }
+};
+"""
+
+# Names `git ls-tree` quotes without -z.
+_QUOTED_NAMES = ("hw/d\u00e9vice.c", "hw/tab\tname.c", "hw/new\nline.c", 'hw/quote".c')
+
+
+def _repository(tmp_path: Path) -> Path:
+    repo = tmp_path / "qemu"
+    shutil.copytree(MINI, repo)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    return repo
+
+
+def _check(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    from support import run_cli
+
+    return run_cli("check", str(repo), *args, "--no-cache", "--format", "json")
+
+
+def _vg006(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return sorted(f["location"]["file"] for f in json.loads(result.stdout)["findings"] if f["rule"] == "VG006")
+
+
+def test_check_reads_files_whose_names_git_quotes(tmp_path: Path) -> None:
+    repo = _repository(tmp_path)
+    for name in _QUOTED_NAMES:
+        (repo / name).write_bytes(_UNREGISTERED.replace(b"odd_name", name.encode().hex().encode()))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "odd names")
+    # Unchanged working tree: nothing new (the base once lacked those files).
+    unchanged = _check(repo, "--base", "HEAD")
+    assert unchanged.returncode == 0, unchanged.stdout
+    # And a revision that adds them reports each.
+    added = _check(repo, "--base", "HEAD~1", "--head", "HEAD")
+    assert added.returncode == 1
+    assert _vg006(added) == sorted(_QUOTED_NAMES)
+
+
+def test_check_skips_submodules(tmp_path: Path) -> None:
+    repo = _repository(tmp_path)
+    # A submodule as git records it: a gitlink in the tree, a checkout with a .git file on disk.
+    sub = repo / "hw/vendored"
+    sub.mkdir()
+    (sub / ".git").write_text("gitdir: ../../.git/modules/vendored\n")
+    (sub / "dev.c").write_bytes(_UNREGISTERED)
+    git(repo, "update-index", "--add", "--cacheinfo", f"160000,{'1' * 40},hw/vendored")
+    git(repo, "commit", "-qm", "submodule")
+    result = _check(repo, "--base", "HEAD")
+    assert result.returncode == 0, result.stdout
+    assert _vg006(_check(repo, "--base", "HEAD~1", "--head", "HEAD")) == []
+    from analyzer.git import RevisionReader
+    from analyzer.tree import UnusableFileError
+
+    reader = RevisionReader(repo, "HEAD")
+    assert not reader.has_directory("hw/vendored")
+    with pytest.raises(UnusableFileError, match="not a regular file"):
+        reader.read("hw/vendored")
