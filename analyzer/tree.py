@@ -15,6 +15,7 @@ import errno
 import hashlib
 import os
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -25,6 +26,13 @@ from .profile import Profile
 # Larger than any hand-written QEMU file (cpu.c is 0.4 MB): a generated file.
 MAX_FILE_BYTES = 8 * 1024 * 1024
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+# Git's "racy clean" rule: a file written in the same timestamp tick as its
+# stat data were taken can be written again, same length, within that tick,
+# and keep those stat data. A file modified that recently has no stamp until
+# the tick is past; two seconds is the coarsest granularity in use (FAT;
+# ext2 and HFS+ have one).
+RACY_NS = 2 * 10**9
 
 
 class UnusableFileError(Exception):
@@ -85,12 +93,16 @@ class DirectoryReader:
         # Size, modification and change times, inode: what a write changes (as
         # git's index and make rely on), for ~4,800 stat calls instead of reads.
         digest = hashlib.sha256()
+        racy = time.time_ns() - RACY_NS
         for path in paths:
             try:
                 s = os.stat(self._prefix + path)  # noqa: PTH116 (4,800 Paths cost more than the stats)
-                digest.update(f"{path}:{s.st_size}:{s.st_mtime_ns}:{s.st_ctime_ns}:{s.st_ino}\n".encode())
             except OSError as error:
                 digest.update(f"{path}:{error.errno}\n".encode())
+                continue
+            if s.st_mtime_ns > racy:
+                return None  # see RACY_NS: these stat data may not change with the next write
+            digest.update(f"{path}:{s.st_size}:{s.st_mtime_ns}:{s.st_ctime_ns}:{s.st_ino}\n".encode())
         return digest.hexdigest()
 
     def read(self, path: str) -> bytes | None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +130,47 @@ def test_check_skips_submodules(tmp_path: Path) -> None:
     assert not reader.has_directory("hw/vendored")
     with pytest.raises(UnusableFileError, match="not a regular file"):
         reader.read("hw/vendored")
+
+
+class _CoarseStat:
+    """A stat result with whole-second times, as a 1 s-granularity filesystem gives (ext2)."""
+
+    def __init__(self, real: os.stat_result) -> None:
+        self._real = real
+        self.st_mtime_ns = real.st_mtime_ns // 10**9 * 10**9
+        self.st_ctime_ns = real.st_ctime_ns // 10**9 * 10**9
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+
+def test_a_same_length_edit_in_the_stamps_tick_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzer.audit import audit
+    from analyzer.cache import FactsCache
+    from analyzer.reports import renderer
+
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda *a, **k: _CoarseStat(real_stat(*a, **k)))
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    hour_ago = time.time_ns() - 3600 * 10**9
+    for path in tree.rglob("*"):
+        os.utime(path, ns=(hour_ago, hour_ago))
+    cache = FactsCache(tmp_path / "cache")
+    audit(tree, cache=cache)
+    machine = tree / "target/i386/machine.c"
+    original = machine.read_text()
+    edited = original.replace("&vmstate_xcr0,", " " * len("&vmstate_xcr0,"))
+    assert len(edited) == len(original) and edited != original
+    for _ in range(3):  # the two writes and the run between them must share a second
+        time.sleep(1 - time.time() % 1 + 0.01)
+        start = int(time.time())
+        machine.write_text(original)
+        audit(tree, cache=cache)  # stamps the tree with machine.c as it is now
+        machine.write_text(edited)  # same size, same (coarse) times, same inode
+        if int(time.time()) == start:
+            break
+    result = audit(tree, cache=cache)
+    assert "cpu/xcr0" not in {f.subsection for f in result.findings if f.rule == "VG001"}
+    json = renderer("json")
+    assert json(result) == json(audit(tree))
