@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .cache import FactsCache
+from .cache import FactsCache, key_of
 from .capabilities import Capabilities
 from .collector import collector_paused
 from .compat import CompatIndex
@@ -19,7 +20,14 @@ from .errors import InputError
 from .facts.batch import Batch, Job, worker_count
 from .facts.model import Codec, Description, Diagnostic, Expression, FileFacts, Function, Reference
 from .findings import Finding, sorted_findings
-from .inventory import candidate_paths, collect_descriptions, description_files
+from .inventory import (
+    FileEntry,
+    TreeSnapshot,
+    candidate_paths,
+    collect_descriptions,
+    inventory_facts,
+    scan_inventory,
+)
 from .profile import Profile, available_targets, load_profile, load_units
 from .put_path import (
     CallEdge,
@@ -175,15 +183,14 @@ def _analyse_units(
     if not reader.has_directory("target") or not reader.has_directory("include"):
         raise InputError(f"{reader.label}: not a QEMU source tree (no target/ and include/ directories)")
     # A tree whose files have not changed since a cached run (by their stat
-    # data, before reading any) gets that run's analysis back.
+    # data or blob ids, before reading any) gets that run's analysis back.
     candidates = candidate_paths(reader)
     requested = list(dict.fromkeys(targets))
-    stamp_key = (
-        cache.stamp_key(repr(config.capabilities), requested, reader.stamps([*candidates, "VERSION"]))
-        if cache
-        else None
-    )
-    if cache and stamp_key and (previous := _analyses(cache.load_stamped(stamp_key))):
+    settings = repr(config.capabilities)
+    stamps = reader.stamps([*candidates, "VERSION"]) if cache else None
+    stamp_key = key_of(("stamp", settings, ",".join(requested), stamps)) if stamps else None
+    pointer = cache.load_pointer(stamp_key) if cache and stamp_key else None
+    if cache and pointer and (previous := _cached_analyses(cache, pointer, reader.label)):
         return previous
     unit_reader = ReadOnce(reader)  # the units' files, each read once
     names = requested or present_targets(unit_reader)
@@ -198,7 +205,12 @@ def _analyse_units(
         )
     units = _open_units(unit_reader, names, config)
     profiles = [profile for profile, _ in units]
-    unit_jobs: list[Job] = [(f.path, f.data, f.role, i) for i, (_, tree) in enumerate(units) for f in tree.files]
+    # A unit whose files are those of a cached run is not joined again; its
+    # facts are needed only when it is a CPU whose devices are.
+    unit_keys = _unit_keys(settings, units) if cache else [None] * len(units)
+    cached = [cache.load_entry("units", k, UnitResult) if cache and k else None for k in unit_keys]
+    needed = _units_to_extract(units, cached)
+    unit_jobs: list[Job] = [(f.path, f.data, f.role, i) for i in needed for f in units[i][1].files]
     workers = worker_count(jobs, len(unit_jobs) + len(candidates))
     # On worker processes: the units' files start at once, and are analysed here
     # unit by unit as they come back; the inventory's start once read, on
@@ -206,23 +218,41 @@ def _analyse_units(
     with ExitStack() as running:
         unit_batch = running.enter_context(Batch(unit_jobs, profiles, cache, workers, in_order=len(unit_jobs)))
         vmstate_paths = {f.path for _, tree in units for f in tree.files if f.role == "vmstate"}
-        inventory_files = list(description_files(reader, vmstate_paths, candidates))
-        # A tree read before, byte for byte, with the same code and settings:
+        snapshot_key = key_of(("snapshot", reader.root_id)) if cache and reader.root_id else None
+        previous_snapshot = cache.load_entry("trees", snapshot_key, TreeSnapshot) if cache and snapshot_key else None
+        if previous_snapshot is not None and previous_snapshot.root != reader.root_id:
+            previous_snapshot = None  # another tree's entries
+        scan = scan_inventory(reader, candidates, vmstate_paths, previous_snapshot)
+        # A tree read before, file for file, with the same code and settings:
         # its whole analysis comes from the cache.
-        key = cache.analysis_key(repr(config.capabilities), units, inventory_files) if cache else None
-        if cache and key and (previous := _analyses(cache.load_analysis(key))):
+        key = key_of(("analysis", settings, *_unit_content(units), *scan.content())) if cache else None
+        if cache and key and (previous := _cached_analyses(cache, key, reader.label)):
             if stamp_key:
-                cache.store_stamped(stamp_key, key)  # touched but unchanged: next time by stat
+                cache.store_pointer(stamp_key, key)  # touched but unchanged: next time by stat
             return previous
-        inventory_jobs: list[Job] = [(path, data, role, None) for path, data, _, role in inventory_files if data]
+        to_extract = [p for p in scan.paths if scan.entries[p].facts is None and p in scan.data]
+        inventory_jobs: list[Job] = [(p, scan.data[p], scan.entries[p].role or "", None) for p in to_extract]
         inventory_batch = running.enter_context(Batch(inventory_jobs, profiles, cache, workers, background=True))
-        jobs_of = [[j for j, job in enumerate(unit_jobs) if job[3] == i] for i in range(len(units))]
-        analyses, unit_facts = _analyse_each(units, lambda i: unit_batch.facts(progress, jobs_of[i]))
-        inventory_facts = inventory_batch.facts(progress)
-    own = {f.path: f.descriptions for facts in unit_facts for f in facts if f.descriptions}
-    inventory, inventory_diagnostics = collect_descriptions(inventory_files, inventory_facts, own)
-    references = {ff.path: ff.references for facts in [*unit_facts, inventory_facts] for ff in facts if ff.references}
-    analyses = [replace(analysis, inventory=inventory) for analysis in analyses]
+        position = {index: n for n, index in enumerate(needed)}
+        starts = [sum(len(units[j][1].files) for j in needed[:n]) for n in range(len(needed))]
+
+        def facts_of(i: int) -> list[FileFacts]:
+            first = starts[position[i]]
+            return unit_batch.facts(progress, range(first, first + len(units[i][1].files)))
+
+        results = _analyse_each(units, facts_of, cached)
+        extracted = dict(zip(to_extract, inventory_batch.facts(progress), strict=True))
+    entries = dict(scan.entries)
+    for path, facts in extracted.items():
+        entry = entries[path]
+        entries[path] = FileEntry(entry.blob, entry.stat, entry.role, None, inventory_facts(facts))
+    problems = [(p, entries[p].problem or "") for p in scan.paths if entries[p].problem is not None]
+    facts_in_order = [f for p in scan.paths if (f := entries[p].facts) is not None]
+    own = {path: found for result in results for path, found in result.descriptions}
+    inventory, inventory_diagnostics = collect_descriptions(problems, facts_in_order, own)
+    references = {path: found for result in results for path, found in result.references}
+    references.update((ff.path, ff.references) for ff in facts_in_order if ff.references)
+    analyses = [replace(result.analysis, inventory=inventory) for result in results]
     first = analyses[0]
     # The inventory keeps only notes on descriptions and on files it could not read.
     analyses[0] = replace(
@@ -234,38 +264,119 @@ def _analyse_units(
     )
     result = tuple(analyses)
     if cache and key:
-        cache.store_analysis(key, result)
+        for unit_key, hit, fresh in zip(unit_keys, cached, results, strict=True):
+            if unit_key and hit is None:
+                cache.store_entry("units", unit_key, fresh)
+        cache.store_entry("analyses", key, result)
         if stamp_key:
-            cache.store_stamped(stamp_key, key)
+            cache.store_pointer(stamp_key, key)
+        if snapshot_key and reader.root_id:
+            cache.store_entry("trees", snapshot_key, _next_snapshot(reader, previous_snapshot, entries))
     return result
 
 
-def _analyses(cached: object) -> tuple[Analysis, ...] | None:
-    """A cached entry, when it is the tuple of analyses this code stores."""
-    if isinstance(cached, tuple) and cached and all(isinstance(a, Analysis) for a in cached):
-        return cached
-    return None
+@dataclass(frozen=True)
+class UnitResult:
+    """One unit's analysis before the tree-wide inventory joins it, with what its
+    files give the inventory: descriptions and references, by path."""
+
+    analysis: Analysis
+    descriptions: tuple[tuple[str, tuple[Description, ...]], ...]
+    references: tuple[tuple[str, tuple[Reference, ...]], ...]
+
+
+def _unit_content(units: list[tuple[Profile, QemuTree]]) -> list[str]:
+    parts: list[str] = []
+    for profile, tree in units:
+        parts += [profile.label, tree.version or "", *tree.missing]
+        parts += [f"{path}:{why}" for path, why in tree.skipped]
+        parts += [f"{f.path}:{f.role}:{hashlib.sha256(f.data).hexdigest()}" for f in tree.files]
+    return parts
+
+
+def _unit_keys(settings: str, units: list[tuple[Profile, QemuTree]]) -> list[str | None]:
+    """A key per unit over what its analysis reads: its files, and a device's CPU unit's."""
+    keys: list[str | None] = []
+    cpu = ""
+    for unit in units:
+        key = key_of(("unit", settings, cpu, *_unit_content([unit])))
+        if unit[0].unit == "cpu":
+            cpu = key
+        keys.append(key)
+    return keys
+
+
+def _units_to_extract(units: list[tuple[Profile, QemuTree]], cached: list[UnitResult | None]) -> list[int]:
+    """The units whose facts the analysis needs: those not cached, and the CPU of
+    a device not cached (its KVM functions are lent to the device)."""
+    needed: set[int] = set()
+    cpu = 0
+    for index, (profile, _) in enumerate(units):
+        if profile.unit == "cpu":
+            cpu = index
+        if cached[index] is None:
+            needed.update((index, cpu))
+    return sorted(needed)
+
+
+def _next_snapshot(reader: TreeReader, previous: TreeSnapshot | None, entries: dict[str, FileEntry]) -> TreeSnapshot:
+    """The snapshot to store: this run's entries, keeping those of files it did not
+    scan (another target's machine.c) and, read from a revision, the stat data
+    of files whose bytes the snapshot's directory run saw."""
+    merged = dict(previous.entries) if previous is not None else {}
+    for path, entry in entries.items():
+        prior = merged.get(path)
+        if entry.stat is None and prior is not None and prior.blob == entry.blob and prior.stat is not None:
+            entry = replace(entry, stat=prior.stat)
+        merged[path] = entry
+    return TreeSnapshot(reader.root_id or "", merged)
+
+
+def _cached_analyses(cache: FactsCache, key: str, label: str) -> tuple[Analysis, ...] | None:
+    """The analyses stored under `key`, named as the tree being read now (keys are
+    by content: another revision, or the same one by another name, may have stored them)."""
+    found = cache.load_entry("analyses", key, tuple)
+    if not found or not all(isinstance(a, Analysis) for a in found):
+        return None
+    return tuple(replace(a, tree=replace(a.tree, label=label)) for a in found)
 
 
 def _analyse_each(
-    units: list[tuple[Profile, QemuTree]], facts_of: Callable[[int], list[FileFacts]]
-) -> tuple[list[Analysis], list[list[FileFacts]]]:
-    """Each unit's analysis, and the facts of its files (`facts_of(index)`)."""
-    analyses: list[Analysis] = []
-    unit_facts: list[list[FileFacts]] = []
+    units: list[tuple[Profile, QemuTree]],
+    facts_of: Callable[[int], list[FileFacts]],
+    cached: list[UnitResult | None],
+) -> list[UnitResult]:
+    """Each unit's analysis (`cached` ones as they are), from the facts of its files (`facts_of(index)`)."""
+    results: list[UnitResult] = []
     # A device's KVM code calls into its target CPU's (kvm_has_adjust_clock_stable()):
     # it borrows those functions and extends their capability solution.
-    lent: dict[str, list[Function]] = {}
+    lent: dict[str, list[Function]] | None = None
     base: Capabilities | None = None
+    cpu = 0
     for index, (profile, tree) in enumerate(units):
-        facts = facts_of(index)
-        unit_facts.append(facts)
         is_cpu = profile.unit == "cpu"
-        analysis = _analyse_unit(profile, tree, facts, {} if is_cpu else lent, None if is_cpu else base)
+        hit = cached[index]
+        if is_cpu:
+            cpu, lent = index, None
+        if hit is not None:
+            results.append(replace(hit, analysis=replace(hit.analysis, tree=tree)))
+            if is_cpu:
+                base = hit.analysis.capabilities
+            continue
+        facts = facts_of(index)
+        if not is_cpu and lent is None:
+            lent = index_functions(_functions_in(units[cpu][1], facts_of(cpu), "kvm", "helpers", "accel"))
+        analysis = _analyse_unit(profile, tree, facts, {} if is_cpu else lent or {}, None if is_cpu else base)
         if is_cpu:
             lent, base = index_functions(_functions_in(tree, facts, "kvm", "helpers", "accel")), analysis.capabilities
-        analyses.append(analysis)
-    return analyses, unit_facts
+        results.append(
+            UnitResult(
+                analysis,
+                tuple((f.path, f.descriptions) for f in facts if f.descriptions),
+                tuple((f.path, f.references) for f in facts if f.references),
+            )
+        )
+    return results
 
 
 def analyse(

@@ -1,38 +1,60 @@
-"""Facts cached per file by content, and whole analyses by every byte read,
-outside the analysed tree.
+"""Facts cached per file by content, analyses per unit and per tree, outside
+the analysed tree.
 
 A re-run on an unchanged tree loads its analysis in one read; the base and
-head of `check`, sharing most files, parse only what changed. The key covers the file's path, role
-and bytes, the target profile and the analyzer's own code, so a new version
-of the tool never reads facts an older one wrote. A cache that cannot be
-read or written is simply not used.
+head of `check`, sharing most files, parse only what changed and re-join
+only the units whose files changed. Every key covers the analyzer's own code
+and data, so a new version of the tool never reads what an older one wrote.
+A cache that cannot be read or written is simply not used.
+
+Entries are pickles, which load several times faster than any data format
+that would rebuild these records, and loading a pickle can run code. So the
+cache is used only in a directory that this user owns and no one else may
+write to (it is created 0700), each entry is opened without following a
+link and loaded only when this user owns it and no one else may write it,
+and each entry starts with the key it was stored under: a file copied or
+renamed into another entry's place, or damaged, is ignored and recomputed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
+import pwd
+import stat
 import tempfile
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 from .collector import collector_paused
 from .facts.model import FileFacts
-from .profile import Profile
-from .tree import QemuTree
 
-_FORMAT = b"vmstate-guard facts v1"
+_FORMAT = b"vmstate-guard cache v2"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_Entry = TypeVar("_Entry")
 
 
-def cache_directory() -> Path:
+def cache_directory() -> Path | None:
+    """$VMSTATE_GUARD_CACHE, else the XDG cache directory; None when there is no
+    absolute home to put it in (`HOME=""` must not mean the filesystem root)."""
     explicit = os.environ.get("VMSTATE_GUARD_CACHE")
     if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vmstate-guard" / "facts"
+        return Path(explicit).absolute()
+    xdg = Path(os.environ.get("XDG_CACHE_HOME", ""))
+    if xdg.is_absolute():  # a relative one is invalid (XDG Base Directory specification)
+        return xdg / "vmstate-guard" / "facts"
+    home = Path(os.environ.get("HOME", ""))
+    if not home.is_absolute():
+        try:
+            home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+        except KeyError:
+            return None
+    return home / ".cache" / "vmstate-guard" / "facts" if home.is_absolute() else None
 
 
 @cache
@@ -65,117 +87,123 @@ def _digest_tree(node: object, name: str, digest: hashlib._Hash) -> None:
         digest.update(name.encode() + b"\0" + path.read_bytes())
 
 
+def key_of(parts: Sequence[str | bytes], code: bytes | None = None) -> str:
+    """A hex key over the analyzer's code (default: all of it) and `parts`, each length-prefixed."""
+    key = hashlib.sha256(_analysis_digest() if code is None else code)
+    for part in parts:
+        encoded = part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part
+        key.update(len(encoded).to_bytes(8, "little") + encoded)
+    return key.hexdigest()
+
+
+def _is_key(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def _private(status: os.stat_result) -> bool:
+    """Owned by this user, and writable by no one else."""
+    return status.st_uid == os.getuid() and not status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
 class FactsCache:
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
-
-    def _entry(self, extraction: str, path: str, role: str, data: bytes) -> Path | None:
-        if self.directory is None:
-            return None
-        key = hashlib.sha256(_code_digest())
-        for part in (extraction.encode(), path.encode(), role.encode(), data):
-            key.update(len(part).to_bytes(8, "little") + part)
-        name = key.hexdigest()
-        return self.directory / name[:2] / f"{name}.pickle"
-
-    def analysis_key(
-        self,
-        settings: str,
-        units: list[tuple[Profile, QemuTree]],
-        inventory: list[tuple[str, bytes | None, str | None, str]],
-    ) -> str | None:
-        """What a whole analysis depends on: code, units, settings and every byte read."""
-        if self.directory is None:
-            return None
-        key = hashlib.sha256(_analysis_digest())
-        parts = [settings]
-        for profile, tree in units:
-            parts += [profile.label, tree.label, tree.version or "", *tree.missing]
-            parts += [f"{path}:{why}" for path, why in tree.skipped]
-            parts += [f"{f.path}:{f.role}:{hashlib.sha256(f.data).hexdigest()}" for f in tree.files]
-        parts += [
-            f"{path}:{hashlib.sha256(data).hexdigest() if data is not None else why}"
-            for path, data, why, _ in inventory
-        ]
-        for part in parts:
-            encoded = part.encode("utf-8", "surrogateescape")
-            key.update(len(encoded).to_bytes(8, "little") + encoded)
-        return key.hexdigest()
-
-    def stamp_key(self, settings: str, targets: Sequence[str], stamps: str | None) -> str | None:
-        """A key for a tree whose files have not changed since a run (Tree.stamps),
-        known before reading any of them."""
-        if self.directory is None or stamps is None:
-            return None
-        key = hashlib.sha256(_analysis_digest())
-        for part in (settings, ",".join(targets), stamps):
-            key.update(len(part).to_bytes(8, "little") + part.encode("utf-8", "surrogateescape"))
-        return key.hexdigest()
-
-    def load_stamped(self, stamp_key: str) -> object | None:
-        """The analysis last stored for this stamp key, if any."""
-        pointer = self._stamp_entry(stamp_key)
+        self.problem: str | None = None  # why the cache is not used, for a warning
+        if directory is None:
+            return
         try:
-            key = pointer.read_text().strip() if pointer is not None and pointer.is_file() else ""
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            status = directory.stat()
+        except OSError:
+            self.directory = None  # unusable: simply not used
+            return
+        if not stat.S_ISDIR(status.st_mode) or not _private(status):
+            self.directory = None
+            self.problem = (
+                f"cache directory {directory} is not private to this user (another may write to it, "
+                "and its entries are code to load): not used; choose another with VMSTATE_GUARD_CACHE"
+            )
+
+    # -- entries -----------------------------------------------------------
+
+    def _path(self, kind: str, key: str) -> Path | None:
+        if self.directory is None or not _is_key(key):
+            return None
+        return self.directory / kind / key[:2] / key
+
+    def load_entry(self, kind: str, key: str, expected: type[_Entry]) -> _Entry | None:
+        """The object stored under (kind, key), when it is an `expected` and the entry is sound."""
+        path = self._path(kind, key)
+        if path is None:
+            return None
+        try:
+            descriptor = os.open(path, os.O_RDONLY | _NOFOLLOW)
         except OSError:
             return None
-        return self.load_analysis(key) if key else None
-
-    def store_stamped(self, stamp_key: str, key: str) -> None:
-        pointer = self._stamp_entry(stamp_key)
-        if pointer is not None:
-            self._write(pointer, key.encode())
-
-    def _stamp_entry(self, stamp_key: str) -> Path | None:
-        return None if self.directory is None else self.directory / "analyses" / "stamps" / stamp_key
-
-    def load_analysis(self, key: str) -> object | None:
-        entry = self._analysis_entry(key)
         try:
-            # Only this tool writes here, keyed by content: not untrusted input.
-            if entry is None or not entry.is_file():
+            status = os.fstat(descriptor)
+            if not stat.S_ISREG(status.st_mode) or not _private(status):
                 return None
-            data = entry.read_bytes()
-            with collector_paused():
-                analysis: object = pickle.loads(data)
-            return analysis
-        except Exception:
+            with os.fdopen(os.dup(descriptor), "rb") as handle:
+                data = handle.read()
+        except OSError:
             return None
-
-    def store_analysis(self, key: str, analysis: object) -> None:
-        entry = self._analysis_entry(key)
-        if entry is not None:
-            self._write(entry, pickle.dumps(analysis, protocol=pickle.HIGHEST_PROTOCOL))
-
-    def _analysis_entry(self, key: str) -> Path | None:
-        return None if self.directory is None else self.directory / "analyses" / f"{key}.pickle"
-
-    def load(self, extraction: str, path: str, role: str, data: bytes) -> FileFacts | None:
-        """The facts of `path` as extracted with `extraction` (what of a profile the
-        extractor reads, Profile.extraction_key; "" for the inventory)."""
-        entry = self._entry(extraction, path, role, data)
-        if entry is None or not entry.is_file():
-            return None
+        finally:
+            os.close(descriptor)
+        header = _FORMAT + b" " + kind.encode() + b" " + key.encode() + b"\n"
+        if not data.startswith(header):
+            return None  # damaged, or another entry's bytes under this name
         try:
-            # Only this tool writes here, keyed by content: not untrusted input.
-            facts = pickle.loads(entry.read_bytes())
+            with collector_paused():
+                found: object = pickle.loads(memoryview(data)[len(header) :])
         except Exception:
             return None
-        return facts if isinstance(facts, FileFacts) and facts.path == path else None
+        return found if isinstance(found, expected) else None
 
-    def store(self, extraction: str, path: str, role: str, data: bytes, facts: FileFacts) -> None:
-        entry = self._entry(extraction, path, role, data)
-        if entry is not None:
-            self._write(entry, pickle.dumps(facts, protocol=pickle.HIGHEST_PROTOCOL))
+    def store_entry(self, kind: str, key: str, value: object) -> None:
+        path = self._path(kind, key)
+        if path is not None:
+            header = _FORMAT + b" " + kind.encode() + b" " + key.encode() + b"\n"
+            self._write(path, header + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
     @staticmethod
     def _write(entry: Path, data: bytes) -> None:
         """Write atomically; a cache that cannot be written is simply not used."""
+        temporary: str | None = None
         try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
+            entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, temporary = tempfile.mkstemp(dir=entry.parent, prefix=".entry.")
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             Path(temporary).replace(entry)
+            temporary = None
         except OSError:
             return
+        finally:
+            if temporary is not None:  # a full disk: leave no partial entry behind
+                with contextlib.suppress(OSError):
+                    Path(temporary).unlink()
+
+    # -- facts of one file ---------------------------------------------------
+
+    def _facts_key(self, extraction: str, path: str, role: str, data: bytes) -> str:
+        return key_of((extraction, path, role, data), _code_digest())
+
+    def load(self, extraction: str, path: str, role: str, data: bytes) -> FileFacts | None:
+        """The facts of `path` as extracted with `extraction` (what of a profile the
+        extractor reads, Profile.extraction_key; "" for the inventory)."""
+        facts = self.load_entry("facts", self._facts_key(extraction, path, role, data), FileFacts)
+        return facts if facts is not None and facts.path == path else None
+
+    def store(self, extraction: str, path: str, role: str, data: bytes, facts: FileFacts) -> None:
+        self.store_entry("facts", self._facts_key(extraction, path, role, data), facts)
+
+    # -- a stamp: the content key of a tree known by its stat data -------------
+
+    def load_pointer(self, stamp_key: str) -> str | None:
+        """The content key last stored for this stamp key, if it is one."""
+        found = self.load_entry("stamps", stamp_key, str)
+        return found if found is not None and _is_key(found) else None
+
+    def store_pointer(self, stamp_key: str, key: str) -> None:
+        self.store_entry("stamps", stamp_key, key)

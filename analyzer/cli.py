@@ -293,7 +293,12 @@ def _jobs(text: str) -> int:
 
 
 def _facts_cache(args: argparse.Namespace) -> FactsCache | None:
-    return None if args.no_cache else FactsCache(cache_directory())
+    if args.no_cache:
+        return None
+    cache = FactsCache(cache_directory())
+    if cache.problem:
+        print(f"vmstate-guard: warning: {cache.problem}", file=sys.stderr)
+    return cache
 
 
 def _common(command: argparse.ArgumentParser) -> None:
@@ -511,13 +516,13 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "graph":
         from .audit import analyse_units, skipped_files
         from .graph import build_graph
-        from .reports import graph_export
+        from .reports.graph_export import render as render_graph
 
         progress = _progress(not args.quiet)
         analyses = analyse_units(args.tree, args.target, progress, cache=_facts_cache(args), jobs=args.jobs)
         progress.done()
         _warn_skipped(skipped_files(analyses))
-        _write(graph_export.render(build_graph(analyses), args.format), args.output)
+        _write(render_graph(build_graph(analyses), args.format), args.output)
         return EXIT_CLEAN
     parser.print_help(sys.stderr)
     return EXIT_ERROR

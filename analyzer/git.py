@@ -6,6 +6,7 @@ Nothing is checked out: the user's working tree and index stay untouched.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import weakref
 from pathlib import Path
@@ -54,20 +55,20 @@ def _listing(repo: Path, commit: str, prefix: str) -> tuple[dict[str, str], set[
     blobs: dict[str, str] = {}
     directories: set[str] = set()
     gitlinks: set[str] = set()
-    for record in done.stdout.split(b"\0"):
-        if not record:
-            continue
-        info, _, name = record.partition(b"\t")
-        _mode, kind, oid = info.decode("ascii").split(" ")
-        path = name.decode("utf-8", "surrogateescape")
-        if not path.startswith(prefix):
-            continue
-        path = path[len(prefix) :]
-        if kind == "tree":
+    # Records are `MODE TYPE OID\tPATH`, MODE six digits: a QEMU tree has some
+    # 40,000, so the loop slices rather than splits.
+    for record in done.stdout.decode("utf-8", "surrogateescape").split("\0"):
+        info, _, path = record.partition("\t")
+        if prefix:
+            if not path.startswith(prefix):
+                continue
+            path = path[len(prefix) :]
+        kind = info[7:11]
+        if kind == "blob":
+            blobs[path] = info[12:]
+        elif kind == "tree":
             directories.add(path)
-        elif kind == "blob":
-            blobs[path] = oid
-        else:
+        elif info:
             gitlinks.add(path)
     return blobs, directories, gitlinks
 
@@ -91,6 +92,7 @@ class RevisionReader:
         self.repo = repo
         self.prefix = prefix  # the QEMU tree may be a subdirectory of the repository
         self.label = f"{rev} ({self.commit[:12]})"
+        self.root_id: str | None = os.path.realpath(repo)
         # Each file's blob id: a content key known without reading the file.
         self._blobs, self._directories, self._gitlinks = _listing(repo, self.commit, prefix)
         self._batch: subprocess.Popen[bytes] | None = None

@@ -8,7 +8,9 @@ are found by a byte search for `VMStateDescription` before any parsing.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from .facts.model import Description, Diagnostic, FileFacts
 from .tree import TreeReader, UnusableFileError
@@ -29,6 +31,103 @@ def candidate_paths(reader: TreeReader) -> list[str]:
     return reader.c_files(_EXCLUDED + _NOT_SYSTEM, (".c", ".h", ".inc"))
 
 
+def git_blob_id(data: bytes) -> str:
+    """The id git gives these bytes as a blob: the content key of a file on disk
+    and of one in a revision alike, so that their facts are shared."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """What a run learned of one candidate file, for the next run to reuse unread."""
+
+    blob: str | None  # git blob id of its bytes; None when it has none (unusable)
+    stat: tuple[int, int, int, int] | None  # DirectoryReader.stat_stamp when read, if not racy
+    role: str | None  # `inventory`, `references`, or None: neither (or unusable)
+    problem: str | None = None  # why it is unusable
+    facts: FileFacts | None = None  # what collect_descriptions reads of its facts
+
+
+@dataclass(frozen=True)
+class TreeSnapshot:
+    """The entries of a tree's candidate files, bound to the tree they describe."""
+
+    root: str
+    entries: dict[str, FileEntry]
+
+
+@dataclass
+class InventoryScan:
+    """The inventory's files (`paths`, in order), the entries of every file
+    scanned (facts None where they are still to extract), and the bytes of
+    those whose facts are."""
+
+    paths: list[str]
+    entries: dict[str, FileEntry]
+    data: dict[str, bytes]
+
+    def content(self) -> list[str]:
+        """What the analysis reads of these files: a blob id or a problem, for the analysis key."""
+        return [f"{p}:{self.entries[p].blob or self.entries[p].problem}:{self.entries[p].role}" for p in self.paths]
+
+
+def scan_inventory(
+    reader: TreeReader, paths: list[str], skip: Iterable[str], previous: TreeSnapshot | None
+) -> InventoryScan:
+    """The entries of `paths` outside `skip`, and which are inventory or
+    references files (see description_files). A file the `previous` snapshot knows
+    by its blob id (a revision) or its stat data (a directory) is not read."""
+    from .git import RevisionReader
+    from .tree import DirectoryReader
+
+    skipped = set(skip)
+    known = previous.entries if previous is not None else {}
+    scan = InventoryScan([], {}, {})
+    for path in paths:
+        if path in skipped:
+            continue
+        prior = known.get(path)
+        entry: FileEntry | None = None
+        blob = stamp = None
+        if isinstance(reader, RevisionReader):
+            blob = reader.blob_id(path)
+            if prior is not None and prior.blob is not None and prior.blob == blob:
+                entry = prior
+        elif isinstance(reader, DirectoryReader):
+            stamp = reader.stat_stamp(path)
+            if prior is not None and prior.blob is not None and stamp is not None and prior.stat == stamp:
+                entry = prior
+        if entry is None:
+            try:
+                data = reader.read(path)
+            except UnusableFileError as problem:
+                entry = FileEntry(None, None, "inventory", str(problem))
+                data = None
+            else:
+                if data is None:
+                    continue
+                blob = blob or git_blob_id(data)
+                entry = FileEntry(blob, stamp, _role(path, data))
+                if prior is not None and prior.blob == blob and prior.role == entry.role:
+                    entry = FileEntry(blob, stamp, prior.role, None, prior.facts)  # touched, not changed
+                elif entry.role is not None:
+                    scan.data[path] = data
+        scan.entries[path] = entry
+        if entry.role is not None:
+            scan.paths.append(path)
+    return scan
+
+
+def _role(path: str, data: bytes) -> str | None:
+    if b"\0" in data:
+        return None
+    if path.endswith(".c") and b"VMStateDescription" in data:
+        return "inventory"
+    if b"vms" in data or b"vmm" in data:
+        return "references"
+    return None
+
+
 def description_files(
     reader: TreeReader, skip: Iterable[str] = (), paths: list[str] | None = None
 ) -> Iterator[InventoryFile]:
@@ -45,23 +144,30 @@ def description_files(
         except UnusableFileError as problem:
             yield path, None, str(problem), "inventory"
             continue
-        if data is None or b"\0" in data:
-            continue
-        if path.endswith(".c") and b"VMStateDescription" in data:
-            yield path, data, None, "inventory"
-        elif b"vms" in data or b"vmm" in data:
-            yield path, data, None, "references"
+        if data is not None and (role := _role(path, data)) is not None:
+            yield path, data, None, role
+
+
+def inventory_facts(facts: FileFacts) -> FileFacts:
+    """What collect_descriptions and the tree-wide rules read of an inventory file's facts."""
+    return FileFacts(
+        path=facts.path,
+        descriptions=facts.descriptions,
+        references=facts.references,
+        # Parse errors elsewhere in device code, and field lists, are not what
+        # these rules read; a subsection entry we could not read is.
+        diagnostics=tuple(d for d in facts.diagnostics if "subsection entry not understood" in d.message),
+    )
 
 
 def collect_descriptions(
-    files: list[InventoryFile], facts: list[FileFacts], known: dict[str, tuple[Description, ...]]
+    problems: list[tuple[str, str]], facts: list[FileFacts], known: dict[str, tuple[Description, ...]]
 ) -> tuple[tuple[Description, ...], tuple[Diagnostic, ...]]:
-    """Descriptions and notes from the facts of `files` (those with bytes, in order) and `known` ones."""
+    """Descriptions and notes from the inventory facts of the tree's files (inventory_facts),
+    the (path, why) of those unusable, and `known` ones."""
     descriptions: list[Description] = [d for found in known.values() for d in found]
-    diagnostics = [Diagnostic(path, 0, f"skipped: {problem}") for path, data, problem, _ in files if data is None]
+    diagnostics = [Diagnostic(path, 0, f"skipped: {problem}") for path, problem in problems]
     for file_facts in facts:
         descriptions.extend(file_facts.descriptions)  # none from `references` files
-        # Parse errors elsewhere in device code, and field lists, are not what
-        # these rules read; a subsection entry we could not read is.
-        diagnostics.extend(d for d in file_facts.diagnostics if "subsection entry not understood" in d.message)
+        diagnostics.extend(file_facts.diagnostics)
     return tuple(sorted(descriptions, key=lambda d: (d.path, d.line))), tuple(diagnostics)

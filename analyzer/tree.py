@@ -41,6 +41,9 @@ class UnusableFileError(Exception):
 
 class TreeReader(Protocol):
     label: str  # how the tree is named in messages: a path, or `REV (commit)`
+    # The directory the tree is read from (the same for a checkout and its
+    # revisions), where what a run learned is found by the next; None: nowhere.
+    root_id: str | None
 
     def has_directory(self, path: str) -> bool: ...
 
@@ -68,6 +71,7 @@ class DirectoryReader:
             raise InputError(f"{root}: not a directory (give the top of a QEMU source tree)")
         self.root = root
         self.label = str(root)
+        self.root_id: str | None = os.path.realpath(root)
         self._prefix = str(root) + os.sep  # read() and stamps() build strings, not Paths: cheaper
 
     def has_directory(self, path: str) -> bool:
@@ -104,6 +108,17 @@ class DirectoryReader:
                 return None  # see RACY_NS: these stat data may not change with the next write
             digest.update(f"{path}:{s.st_size}:{s.st_mtime_ns}:{s.st_ctime_ns}:{s.st_ino}\n".encode())
         return digest.hexdigest()
+
+    def stat_stamp(self, path: str) -> tuple[int, int, int, int] | None:
+        """One file's stat data as stamps() takes them; None when they cannot be
+        trusted to change with its bytes (racy, see RACY_NS) or it cannot be stat'ed."""
+        try:
+            s = os.stat(self._prefix + path)  # noqa: PTH116
+        except OSError:
+            return None
+        if s.st_mtime_ns > time.time_ns() - RACY_NS:
+            return None
+        return (s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino)
 
     def read(self, path: str) -> bytes | None:
         # os calls on a descriptor rather than Path methods: the inventory reads
@@ -145,6 +160,7 @@ class ReadOnce:
     def __init__(self, reader: TreeReader) -> None:
         self.reader = reader
         self.label = reader.label
+        self.root_id = reader.root_id
         self._read: dict[str, bytes | UnusableFileError | None] = {}
 
     def has_directory(self, path: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -59,7 +60,7 @@ def test_only_changed_files_are_read_again(tmp_path: Path, monkeypatch: pytest.M
 def test_damaged_entries_are_recomputed(tmp_path: Path) -> None:
     cache = FactsCache(tmp_path / "cache")
     expected = _json(audit(MINI, cache=cache))
-    entries = list((tmp_path / "cache").rglob("*.pickle"))
+    entries = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert entries
     for entry in entries:
         entry.write_bytes(b"not a pickle")
@@ -72,7 +73,7 @@ def test_no_cache_writes_nothing(tmp_path: Path) -> None:
     run_cli("audit", str(MINI), "--no-cache", env=env)
     assert not cache_dir.exists()
     run_cli("audit", str(MINI), env=env)
-    assert list(cache_dir.rglob("*.pickle"))
+    assert [p for p in cache_dir.rglob("*") if p.is_file()]
 
 
 def test_parallel_inventory_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -340,3 +341,125 @@ def test_ctrl_c_is_left_to_the_main_process(monkeypatch: pytest.MonkeyPatch) -> 
             assert process.pid is not None
             os.kill(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C reaches the process group
         assert len(batch.facts()) == 100  # no worker died of it
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+def test_garbage_in_a_pointer_is_ignored(tmp_path: Path) -> None:
+    env = {"VMSTATE_GUARD_CACHE": str(tmp_path / "cache")}
+    expected = run_cli("audit", str(MINI), "--format", "json", "--no-cache")
+    run_cli("audit", str(MINI), env=env)
+    pointers = _files(tmp_path / "cache" / "stamps")
+    assert pointers
+    for pointer in pointers:
+        pointer.write_bytes(b"\xff\xfe garbage\0/../../etc/passwd\n")
+    result = run_cli("audit", str(MINI), "--format", "json", env=env)
+    assert (result.returncode, result.stdout) == (expected.returncode, expected.stdout)
+
+
+def test_a_pointer_cannot_name_a_path_outside_the_cache(tmp_path: Path) -> None:
+    cache = FactsCache(tmp_path / "cache")
+    stamp = "a" * 64
+    cache.store_entry("stamps", stamp, "../../../outside")
+    assert cache.load_pointer(stamp) is None
+    cache.store_pointer(stamp, "b" * 64)
+    assert cache.load_pointer(stamp) == "b" * 64
+
+
+def test_another_trees_analysis_swapped_in_is_not_served(tmp_path: Path) -> None:
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    machine = tree / "target/i386/machine.c"
+    machine.write_text(machine.read_text().replace("        &vmstate_xcr0,\n", ""))
+    cache = FactsCache(tmp_path / "cache")
+    audit(MINI, cache=cache)
+    (mini_entry,) = _files(tmp_path / "cache" / "analyses")
+    audit(tree, cache=cache)
+    (tree_entry,) = [p for p in _files(tmp_path / "cache" / "analyses") if p != mini_entry]
+    tree_entry.write_bytes(mini_entry.read_bytes())  # MINI's analysis under the other tree's key
+    assert _json(audit(tree, cache=cache)) == _json(audit(tree))
+
+
+class _Planted:
+    """A pickle that runs code when loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _plant(cache_dir: Path, marker: Path) -> None:
+    """Replace every entry with a pickle that runs code, under its own valid header."""
+    import pickle
+
+    for entry in _files(cache_dir):
+        header = entry.read_bytes().split(b"\n", 1)[0] + b"\n"
+        entry.write_bytes(header + pickle.dumps(_Planted(marker)))
+
+
+def test_a_cache_others_may_write_to_is_not_used(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    env = {"VMSTATE_GUARD_CACHE": str(cache_dir)}
+    run_cli("audit", str(MINI), env=env)
+    marker = tmp_path / "code-ran"
+    _plant(cache_dir, marker)
+    cache_dir.chmod(0o777)  # a shared cache
+    expected = run_cli("audit", str(MINI), "--format", "json", "--no-cache")
+    result = run_cli("audit", str(MINI), "--format", "json", env=env)
+    assert not marker.exists()
+    assert (result.returncode, result.stdout) == (expected.returncode, expected.stdout)
+    assert f"vmstate-guard: warning: cache directory {cache_dir} is not private to this user" in result.stderr
+    # A new cache directory is private from the start.
+    FactsCache(tmp_path / "new")
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+
+
+def test_an_entry_others_may_write_is_not_loaded(tmp_path: Path) -> None:
+    cache = FactsCache(tmp_path / "cache")
+    expected = _json(audit(MINI, cache=cache))
+    marker = tmp_path / "code-ran"
+    _plant(tmp_path / "cache", marker)
+    for entry in _files(tmp_path / "cache"):
+        entry.chmod(0o666)
+    assert _json(audit(MINI, cache=cache)) == expected
+    assert not marker.exists()
+
+
+def test_a_full_cache_leaves_no_temporary_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import io
+    import os
+
+    import analyzer.cache
+
+    class Full(io.BytesIO):
+        def write(self, data: object) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fdopen(fd: int, *args: object, **kwargs: object) -> Full:
+        os.close(fd)
+        return Full()
+
+    monkeypatch.setattr(analyzer.cache.os, "fdopen", fdopen)
+    audit(MINI, cache=FactsCache(tmp_path / "cache"))
+    assert _files(tmp_path / "cache") == []
+
+
+def test_an_empty_home_does_not_put_the_cache_at_the_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pwd
+
+    from analyzer.cache import cache_directory
+
+    for variable in ("VMSTATE_GUARD_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HOME", "")
+    home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    assert cache_directory() == home / ".cache/vmstate-guard/facts"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # invalid: ignored
+    assert cache_directory() == home / ".cache/vmstate-guard/facts"
