@@ -124,6 +124,7 @@ class _MemoryTree:
     """A tree read from memory: the fixture with some files replaced."""
 
     label = "memory"
+    root_id = None  # nowhere to keep a snapshot
 
     def __init__(self, replaced: dict[str, bytes]) -> None:
         self.replaced = replaced
