@@ -299,8 +299,9 @@ def _unit_keys(settings: str, units: list[tuple[Profile, QemuTree]]) -> list[str
     keys: list[str | None] = []
     cpu = ""
     for unit in units:
-        key = key_of(("unit", settings, cpu, *_unit_content([unit])))
-        if unit[0].unit == "cpu":
+        is_cpu = unit[0].unit == "cpu"
+        key = key_of(("unit", settings, "" if is_cpu else cpu, *_unit_content([unit])))
+        if is_cpu:
             cpu = key
         keys.append(key)
     return keys

@@ -174,3 +174,40 @@ def test_a_same_length_edit_in_the_stamps_tick_is_seen(tmp_path: Path, monkeypat
     assert "cpu/xcr0" not in {f.subsection for f in result.findings if f.rule == "VG001"}
     json = renderer("json")
     assert json(result) == json(audit(tree))
+
+
+def test_a_change_joins_again_only_the_units_whose_files_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import analyzer.audit
+    from analyzer.audit import audit
+    from analyzer.cache import FactsCache
+    from analyzer.reports import renderer
+
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI.parent / "target-arm", tree)
+    shutil.copytree(MINI, tree, dirs_exist_ok=True)  # i386 and arm, each a CPU unit
+    cache = FactsCache(tmp_path / "cache")
+    first = audit(tree, cache=cache)
+    assert [a.profile.label for a in first.analyses][:1] == ["arm"]
+    joined: list[str] = []
+    original = analyzer.audit._analyse_unit
+
+    def spy(profile: object, *args: object) -> object:
+        joined.append(profile.label)  # type: ignore[attr-defined]
+        return original(profile, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(analyzer.audit, "_analyse_unit", spy)
+    machine = tree / "target/i386/machine.c"
+    machine.write_text(machine.read_text().replace("        &vmstate_xcr0,\n", ""))
+    result = audit(tree, cache=cache)
+    assert joined == ["i386"]
+    json = renderer("json")
+    assert json(result) == json(audit(tree))
+    joined.clear()
+    arm = tree / "target/arm/machine.c"
+    arm.write_text(arm.read_text() + "/* edited */\n")
+    result = audit(tree, cache=cache)
+    assert joined == ["arm"]  # not i386, listed after it
+    json = renderer("json")
+    assert json(result) == json(audit(tree))
