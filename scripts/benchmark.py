@@ -1,44 +1,54 @@
 #!/usr/bin/env python3
-"""Time `audit` on a QEMU tree against a bare tree-sitter parse of the same files.
+"""Time vmstate-guard on a QEMU tree against the floor of each command.
 
-    python scripts/benchmark.py QEMU_DIR [--repeat N]
+    python scripts/benchmark.py QEMU_DIR [--repeat N] [--runs N]
 
-Both are measured in this run on this machine, so the ratio is what to read,
-not the seconds. Peak memory is the process's maximum resident size, and
-that of the largest worker process.
+The tree is copied to a scratch git repository (QEMU_DIR is only read), and
+every floor is measured here, in this run, on this machine: read the ratios,
+not the seconds. Each floor is what the command cannot avoid: starting
+Python and importing tree-sitter, then a bare parse of exactly the files, or
+spans of files, it parses (the inventory's description definitions, a CPU's
+properties), no more. The pre-merge rows are whole processes, min/median/max
+over --runs runs; a `check` row makes a new one-line edit in
+target/i386/machine.c (a new commit, for the two-revision row) before each
+run, so each is the first run after a change, with the cache warm from the
+runs before. Peak memory is the largest resident size of the cold audit's
+process and of its largest worker.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import resource
+import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import tree_sitter_c
-from tree_sitter import Language, Parser
-
 from analyzer.audit import audit, present_targets
-from analyzer.cache import FactsCache
 from analyzer.errors import InputError
+from analyzer.facts.extract import _SPANS_OF
 from analyzer.inventory import description_files
+from analyzer.preprocess import mask
 from analyzer.profile import Profile, load_units
 from analyzer.tree import DirectoryReader, SourceFile, open_tree
 
-_WORKER_PARSER: Parser | None = None
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from parse_floor import ParseJob, parse_all
 
 
-def _parse_in_worker(data: bytes) -> int:
-    global _WORKER_PARSER
-    if _WORKER_PARSER is None:
-        _WORKER_PARSER = Parser(Language(tree_sitter_c.language()))
-    return _WORKER_PARSER.parse(data).root_node.child_count
+def _parse_chunk(jobs: list[ParseJob]) -> None:
+    parse_all(jobs)
 
 
-def _best_of(repeat: int, job) -> float:  # type: ignore[no-untyped-def]
+def _best_of(repeat: int, job: Callable[[], object]) -> float:
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
@@ -54,58 +64,151 @@ def _files(reader: DirectoryReader, unit: Profile) -> tuple[SourceFile, ...]:
         return ()  # a device this release does not have
 
 
+def _parse_jobs(reader: DirectoryReader, targets: Sequence[str]) -> tuple[list[ParseJob], list[str]]:
+    """What an audit without cache of `targets` parses (as the extractor masks it,
+    spans where it parses spans), and those files' paths."""
+    units = [f for target in targets for unit in load_units(target) for f in _files(reader, unit)]
+    seen: set[tuple[str, str]] = set()
+    jobs: list[ParseJob] = []
+    paths: list[str] = []
+    for f in units:
+        if (f.path, f.role) not in seen:  # a file read alike by several units is parsed once
+            seen.add((f.path, f.role))
+            masked = mask(f.data, _SPANS_OF.get(f.role))
+            jobs.append((masked.text, masked.spans))
+            paths.append(f.path)
+    vmstate = {f.path for f in units if f.role == "vmstate"}
+    for path, data, _, role in description_files(reader, vmstate):
+        if data and role == "inventory":  # `references` files are scanned for names, not parsed
+            masked = mask(data, _SPANS_OF["inventory"])
+            jobs.append((masked.text, masked.spans))
+            paths.append(path)
+    return jobs, paths
+
+
+class Runner:
+    """Whole-process runs of vmstate-guard and of floor processes, with a private cache."""
+
+    def __init__(self, repo: Path, cache: Path, runs: int) -> None:
+        self.repo, self.runs = repo, runs
+        self.env = {**os.environ, "VMSTATE_GUARD_CACHE": str(cache)}
+        self.edits = 0
+
+    def time(self, argv: list[str], before: Callable[[], None] | None = None) -> list[float]:
+        times = []
+        for _ in range(self.runs):
+            if before is not None:
+                before()
+            start = time.perf_counter()
+            subprocess.run(argv, env=self.env, cwd=self.repo, stdout=subprocess.DEVNULL, check=False)
+            times.append(time.perf_counter() - start)
+        return times
+
+    def tool(self, *args: str, before: Callable[[], None] | None = None) -> list[float]:
+        argv = [sys.executable, "-m", "analyzer", *args, "--format", "json", "--quiet"]
+        subprocess.run(argv, env=self.env, cwd=self.repo, stdout=subprocess.DEVNULL, check=False)  # warm up
+        return self.time(argv, before)
+
+    def floor(self, jobs: list[ParseJob]) -> list[float]:
+        """Whole runs of parse_floor.py on `jobs`."""
+        saved = self.repo.parent / f"floor-{len(jobs)}.pickle"
+        saved.write_bytes(pickle.dumps(jobs))
+        return self.time([sys.executable, str(Path(__file__).resolve().parent / "parse_floor.py"), str(saved)])
+
+    def edit(self, commit: bool = False) -> None:
+        """A new one-line change in machine.c, committed when asked."""
+        self.edits += 1
+        machine = self.repo / "target/i386/machine.c"
+        lines = machine.read_text().split("\n")
+        lines[0] = f"/* edit {self.edits} */"  # the licence comment's first line
+        machine.write_text("\n".join(lines))
+        if commit:
+            subprocess.run(["git", "commit", "-qam", f"edit {self.edits}"], cwd=self.repo, check=True)
+
+
+def _row(name: str, times: list[float], floor: list[float], target: str) -> str:
+    low, mid, high = min(times), statistics.median(times), max(times)
+    ratio = mid / statistics.median(floor)
+    base = statistics.median(floor)
+    return f"| {name} | {low:.3f} / {mid:.3f} / {high:.3f} s | {base:.3f} s | {ratio:.1f}x | {target} |"
+
+
+def _repository(source: Path, scratch: Path) -> Path:
+    repo = scratch / "qemu"
+    shutil.copytree(source, repo, symlinks=True)
+    identity = ["-c", "user.name=benchmark", "-c", "user.email=benchmark@localhost"]
+    for command in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-qm", "release"]):
+        subprocess.run(["git", *command], cwd=repo, check=True)
+    subprocess.run(["git", "config", "user.name", "benchmark"], cwd=repo, check=True)
+    subprocess.run(["git", "config", "user.email", "benchmark@localhost"], cwd=repo, check=True)
+    return repo
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tree", type=Path)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3, help="in-process repetitions of the cold audit (best of)")
+    parser.add_argument("--runs", type=int, default=7, help="whole-process runs per pre-merge row")
     args = parser.parse_args()
 
-    # The same files the audit parses: every unit's of every target the tree
-    # has, and every file with a description. (Headers and other files it
-    # only scans for description names, VG006, are work the audit adds.)
     reader = DirectoryReader(args.tree)
-    unit_files = [f for target in present_targets(reader) for unit in load_units(target) for f in _files(reader, unit)]
-    sources = [f.data for f in unit_files]
-    sources += [
-        data
-        for _, data, _, role in description_files(reader, {f.path for f in unit_files if f.role == "vmstate"})
-        if data and role == "inventory"
-    ]
-    ts_parser = Parser(Language(tree_sitter_c.language()))
+    targets = present_targets(reader)
+    jobs, _ = _parse_jobs(reader, targets)
+    i386_jobs, i386_paths = _parse_jobs(reader, ["i386"])
+    i386_unit_files = {(f.path, f.role): f for unit in load_units("i386") for f in _files(reader, unit)}
+    i386_units = [(m.text, m.spans) for f in i386_unit_files.values() for m in [mask(f.data, _SPANS_OF.get(f.role))]]
+    machine_data = (args.tree / "target/i386/machine.c").read_bytes()
+    machine_twice = [(mask(machine_data).text, None)] * 2  # at both revisions
+    workers = os.cpu_count() or 1
 
     def bare_parse() -> None:
-        for data in sources:
-            ts_parser.parse(data)
-
-    jobs = os.cpu_count() or 1
+        parse_all(jobs)
 
     def bare_parallel_parse() -> None:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(_parse_in_worker, sources, chunksize=8))
+        chunks = [jobs[i : i + 8] for i in range(0, len(jobs), 8)]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(_parse_chunk, chunks))
 
     baseline = _best_of(args.repeat, bare_parse)
     parallel_baseline = _best_of(args.repeat, bare_parallel_parse)
     cold = _best_of(args.repeat, lambda: audit(args.tree))
-    cold_parallel = _best_of(args.repeat, lambda: audit(args.tree, jobs=jobs))
-    with tempfile.TemporaryDirectory() as scratch:
-        cache = FactsCache(Path(scratch))
-        audit(args.tree, cache=cache)
-        warm = _best_of(args.repeat, lambda: audit(args.tree, cache=cache))
+    cold_parallel = _best_of(args.repeat, lambda: audit(args.tree, jobs=workers))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    # The largest of the processes that have ended: the audit's workers, and the
-    # bare parse's (forked from this one, so shared pages count in each).
     worker_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    size = sum(len(data) for data in sources)
-    print(f"tree: {args.tree} ({len(sources)} files, {size / 1e6:.1f} MB)")
-    print(f"bare tree-sitter parse:         {baseline:.3f} s (best of {args.repeat})")
-    print(f"bare parse on {jobs} processes:    {parallel_baseline:.3f} s")
-    print(f"audit, no facts cache:          {cold:.3f} s")
-    print(f"audit, {jobs} processes, no cache: {cold_parallel:.3f} s")
-    print(f"audit, facts cached:            {warm:.3f} s")
-    print(f"ratio cold audit / bare parse:  {cold / baseline:.2f}  (target: at most 1.5)")
-    print(f"ratio parallel audit / parallel bare parse: {cold_parallel / parallel_baseline:.2f}  (target: at most 1.3)")
-    print(f"ratio cached audit / cold:      {warm / cold:.2f}  (target: at most 0.1)")
-    print(f"peak memory: {peak_mb:.0f} MB (largest worker process: {worker_mb:.0f} MB)")
+    size = sum(len(text) for text, _ in jobs)
+    print(f"tree: {args.tree} ({len(jobs)} files parsed, {size / 1e6:.1f} MB), {workers} cores")
+    print(f"bare parse of what the audit parses: {baseline:.3f} s; on {workers} processes: {parallel_baseline:.3f} s")
+    print(f"cold audit: {cold:.3f} s ({cold / baseline:.2f}x); on {workers} processes: {cold_parallel:.3f} s")
+    print(f"ratio parallel cold audit / parallel bare parse: {cold_parallel / parallel_baseline:.2f} (target: 1.3)")
+    print(f"peak memory: {peak_mb:.0f} MB (largest worker process: {worker_mb:.0f} MB; target: 400 MB)")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        repo = _repository(args.tree, Path(scratch))
+        run = Runner(repo, Path(scratch) / "cache", args.runs)
+        start_floor = run.floor([])
+        change_floor = run.floor(machine_twice)
+        print("\n| command | min / median / max | floor | median / floor | target |")
+        print("|---|---|---|---|---|")
+        print(_row("Python start, tree-sitter import", start_floor, start_floor, ""))
+        check_head = run.tool("check", ".", "--base", "HEAD", before=run.edit)
+        print(_row("`check . --base HEAD`, one line changed, all targets", check_head, change_floor, "5x"))
+        check_i386 = run.tool("check", ".", "--base", "HEAD", "--target", "i386", before=run.edit)
+        print(_row("`check . --base HEAD --target i386`", check_i386, change_floor, "5x"))
+        subprocess.run(["git", "commit", "-qam", "edit"], cwd=repo, check=True)
+        between = run.tool("check", ".", "--base", "HEAD~1", "--head", "HEAD", before=lambda: run.edit(commit=True))
+        ratio = statistics.median(between) / statistics.median(check_head)
+        print(
+            _row("`check . --base HEAD~1 --head HEAD`, one line, all targets", between, change_floor, "")
+            + f" {ratio:.2f}x the working-tree check (target: 1.5x)"
+        )
+        same = run.tool("check", ".", "--base", "HEAD~0", "--head", "HEAD")
+        print(_row("`check . --base HEAD~0 --head HEAD`", same, start_floor, "nothing to do"))
+        warm_floor = run.floor(i386_units)
+        warm = run.tool("audit", ".", "--target", "i386")
+        print(_row(f"`audit . --target i386`, warm (floor: its {len(i386_units)} files)", warm, warm_floor, "2x"))
+        cold_i386 = run.tool("audit", ".", "--target", "i386", "--no-cache")
+        cold_floor = run.floor(i386_jobs)
+        print(_row(f"`audit . --target i386 --no-cache` (floor: {len(i386_paths)} files)", cold_i386, cold_floor, ""))
 
 
 if __name__ == "__main__":
