@@ -40,11 +40,7 @@ def _heavy(modules: set[str]) -> set[str]:
 
 
 def test_audit_json_and_check_import_no_graph_or_html_library(tmp_path: Path) -> None:
-    repo = tmp_path / "qemu"
-    shutil.copytree(MINI, repo)
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "base")
+    repo = _repository(tmp_path)
     audited = _modules_after(tmp_path, "audit", str(repo), "--format", "json", "-o", str(tmp_path / "a.json"))
     assert json.loads((tmp_path / "a.json").read_text())["findings"]  # the run did its work
     assert _heavy(audited) == set()
