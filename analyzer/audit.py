@@ -260,7 +260,7 @@ def _analyse_units(
         diagnostics=tuple(sorted({*first.diagnostics, *inventory_diagnostics}, key=_diagnostic_order)),
         notes=tuple(sorted({*first.notes, *inventory_diagnostics}, key=_diagnostic_order)),
         references=tuple(sorted(references.items())),
-        inventory_files=len({d.path for d in inventory} | {path for path, data, _, _ in inventory_files if data}),
+        inventory_files=len({d.path for d in inventory} | {p for p in scan.paths if entries[p].problem is None}),
     )
     result = tuple(analyses)
     if cache and key:
