@@ -40,21 +40,26 @@ _Entry = TypeVar("_Entry")
 
 
 def cache_directory() -> Path | None:
-    """$VMSTATE_GUARD_CACHE, else the XDG cache directory; None when there is no
-    absolute home to put it in (`HOME=""` must not mean the filesystem root)."""
-    explicit = os.environ.get("VMSTATE_GUARD_CACHE")
+    """Where facts are cached: $VMSTATE_GUARD_CACHE, else the user's cache directory."""
+    return user_cache_directory("facts", "VMSTATE_GUARD_CACHE")
+
+
+def user_cache_directory(name: str, variable: str) -> Path | None:
+    """$variable, else `vmstate-guard/<name>` in the XDG cache directory; None when
+    there is no absolute home to put it in (`HOME=""` must not mean the filesystem root)."""
+    explicit = os.environ.get(variable)
     if explicit:
         return Path(explicit).absolute()
     xdg = Path(os.environ.get("XDG_CACHE_HOME", ""))
     if xdg.is_absolute():  # a relative one is invalid (XDG Base Directory specification)
-        return xdg / "vmstate-guard" / "facts"
+        return xdg / "vmstate-guard" / name
     home = Path(os.environ.get("HOME", ""))
     if not home.is_absolute():
         try:
             home = Path(pwd.getpwuid(os.getuid()).pw_dir)
         except KeyError:
             return None
-    return home / ".cache" / "vmstate-guard" / "facts" if home.is_absolute() else None
+    return home / ".cache" / "vmstate-guard" / name if home.is_absolute() else None
 
 
 @cache

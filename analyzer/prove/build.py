@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cache import user_cache_directory
 from ..errors import InputError
 
 BINARY = "qemu-system-x86_64"
@@ -74,11 +75,11 @@ class QemuBuild:
 
 
 def prove_cache_directory() -> Path:
-    explicit = os.environ.get("VMSTATE_GUARD_PROVE_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "vmstate-guard" / "prove"
+    """Where builds and the interposer go: $VMSTATE_GUARD_PROVE_CACHE, else the user's cache directory."""
+    directory = user_cache_directory("prove", "VMSTATE_GUARD_PROVE_CACHE")
+    if directory is None:
+        raise InputError("no home directory for the build cache: set VMSTATE_GUARD_PROVE_CACHE")
+    return directory
 
 
 def given_binary(binary: Path, tree: Path) -> QemuBuild:
