@@ -3,6 +3,8 @@
 A case is a directory with expected.toml. `base` names a fixture tree that
 is copied first; `remove` deletes files from it; the case's own files are
 laid over it (symbolic links kept); `truncate` cuts a file after a marker.
+`stderr` (each line, in order, and no other), `stdout` and `note` hold one
+line or a list of them.
 """
 
 from __future__ import annotations
@@ -46,15 +48,18 @@ def test_broken_input(case: Path, tmp_path: Path) -> None:
     result = run_cli("audit", str(tree))
     assert "Traceback" not in result.stderr
     assert result.returncode == expected["exit"], result.stderr or result.stdout[-400:]
-    if "stderr" in expected:
-        assert str(expected["stderr"]) in result.stderr
-        assert len(result.stderr.splitlines()) == 1, result.stderr
-    else:
-        assert result.stderr == ""
-    if "stdout" in expected:
-        assert str(expected["stdout"]) in result.stdout
-    if "note" in expected:
-        assert str(expected["note"]) in result.stdout
+    stderr = _lines(expected, "stderr")
+    assert len(result.stderr.splitlines()) == len(stderr), result.stderr
+    for line, wanted in zip(result.stderr.splitlines(), stderr, strict=True):
+        assert wanted in line
+    for wanted in _lines(expected, "stdout") + _lines(expected, "note"):
+        assert wanted in result.stdout
+
+
+def _lines(expected: dict[str, object], key: str) -> list[str]:
+    """A key of expected.toml that holds one line or a list of them."""
+    value = expected.get(key, [])
+    return [value] if isinstance(value, str) else [str(v) for v in value]  # type: ignore[attr-defined]
 
 
 def test_very_large_generated_file_is_skipped(tmp_path: Path) -> None:

@@ -43,3 +43,19 @@ void s390_realize_cpu_model(CPUState *cs, Error **errp) { check_compatibility(0,
     assert profile.cpu_model is not None
     facts = extract_file("target/s390x/cpu_models.c", source, profile, "cpu_model")
     assert [f.name for f in facts.functions] == [profile.cpu_model.check_function]
+
+
+def test_a_function_nested_too_deeply_is_noted_and_the_others_read() -> None:
+    # 400 nested blocks, 1,600 nested parentheses: deeper than the recursive walk can follow.
+    blocks = "if (x) {\n" * 400 + "x++;\n" + "}\n" * 400
+    source = (
+        f"static int deep_blocks(int x)\n{{\n{blocks}return x;\n}}\n"
+        f"static int deep_parentheses(int x)\n{{\nreturn {'(' * 1600}x{')' * 1600};\n}}\n"
+        "static void kvm_put_msrs(X86CPU *cpu) { kvm_msr_entry_add(cpu, MSR_FOO, 0); }\n"
+    ).encode()
+    facts = extract_file("target/i386/kvm/kvm.c", source, load_profile("i386"), "kvm")
+    assert [f.name for f in facts.functions] == ["kvm_put_msrs"]
+    assert [(d.line, d.message) for d in facts.diagnostics if "deep" in d.message] == [
+        (1, "deep_blocks: nested too deeply to read; skipped"),
+        (806, "deep_parentheses: nested too deeply to read; skipped"),
+    ]

@@ -214,7 +214,14 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
             definitions = [node for name, node in _by_name(definitions).items() if name == check]
         for node in definitions:
             condition = masked.condition_at(node.start_byte)
-            function = extract_function(node, text, path, profile, file_scope, condition)
+            try:
+                function = extract_function(node, text, path, profile, file_scope, condition)
+            except RecursionError:
+                # The walk recurses once per nesting level: hundreds of nested
+                # blocks or parentheses (generated code) exceed Python's stack.
+                name = declarator_name(node.child_by_field_name("declarator")) or "a function"
+                diagnostics.append(Diagnostic(path, line_of(node), f"{name}: nested too deeply to read; skipped"))
+                continue
             if function is not None:
                 functions.append(function)
     return FileFacts(
