@@ -40,7 +40,15 @@ from .put_path import (
     index_functions,
     reachable,
 )
-from .tree import DirectoryReader, QemuTree, ReadOnce, TreeReader, UnusableFileError, open_tree
+from .tree import (
+    DirectoryReader,
+    QemuTree,
+    ReadOnce,
+    TreeReader,
+    UnusableFileError,
+    UnusableRequiredFileError,
+    open_tree,
+)
 from .verdicts import Assessor, SubsectionReport, overlaps, split_path
 
 if TYPE_CHECKING:
@@ -148,12 +156,20 @@ def _open_units(reader: TreeReader, targets: Sequence[str], config: Config) -> l
     units: list[tuple[Profile, QemuTree]] = []
     for target in targets:
         cpu, *devices = (config.extend(profile) for profile in load_units(target))
-        units.append((cpu, open_tree(reader, cpu)))
+        cpu_tree = open_tree(reader, cpu)
+        unusable: list[tuple[str, str]] = []
+        device_units: list[tuple[Profile, QemuTree]] = []
         for device in devices:
             try:
-                units.append((device, open_tree(reader, device)))
+                device_units.append((device, open_tree(reader, device)))
+            except UnusableRequiredFileError as error:
+                # There but unusable: said like any skipped file, on the CPU unit.
+                unusable.append((error.path, f"{error.problem} ({device.label} not audited)"))
             except InputError:
                 continue  # a device this release does not have (or not with KVM)
+        if unusable:
+            cpu_tree = replace(cpu_tree, skipped=tuple(sorted({*cpu_tree.skipped, *unusable})))
+        units += [(cpu, cpu_tree), *device_units]
     return units
 
 
@@ -222,7 +238,9 @@ def _analyse_units(
         previous_snapshot = cache.load_entry("trees", snapshot_key, TreeSnapshot) if cache and snapshot_key else None
         if previous_snapshot is not None and previous_snapshot.root != reader.root_id:
             previous_snapshot = None  # another tree's entries
-        scan = scan_inventory(reader, candidates, vmstate_paths, previous_snapshot)
+        # A file a unit skipped is noted once, by the unit.
+        unit_skipped = {path for _, tree in units for path, _ in tree.skipped}
+        scan = scan_inventory(reader, candidates, vmstate_paths | unit_skipped, previous_snapshot)
         # A tree read before, file for file, with the same code and settings:
         # its whole analysis comes from the cache.
         key = key_of(("analysis", settings, *_unit_content(units), *scan.content())) if cache else None
@@ -257,6 +275,8 @@ def _analyse_units(
     # The inventory keeps only notes on descriptions and on files it could not read.
     analyses[0] = replace(
         first,
+        # Warned about like the units' skipped files.
+        tree=replace(first.tree, skipped=tuple(sorted({*first.tree.skipped, *problems}))),
         diagnostics=tuple(sorted({*first.diagnostics, *inventory_diagnostics}, key=_diagnostic_order)),
         notes=tuple(sorted({*first.notes, *inventory_diagnostics}, key=_diagnostic_order)),
         references=tuple(sorted(references.items())),

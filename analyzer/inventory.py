@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .facts.model import Description, Diagnostic, FileFacts
-from .tree import TreeReader, UnusableFileError
+from .tree import TreeReader, UnusableFileError, usable
 
 # Not part of what a QEMU binary migrates.
 _EXCLUDED = ("tests/", "scripts/", "roms/", "subprojects/", "contrib/", "docs/")
@@ -108,7 +108,9 @@ def scan_inventory(
                     continue
                 blob = blob or git_blob_id(data)
                 entry = FileEntry(blob, stamp, _role(path, data))
-                if prior is not None and prior.blob == blob and prior.role == entry.role:
+                if entry.role is not None and (why := _unusable(data)) is not None:
+                    entry = FileEntry(None, None, entry.role, why)  # noted and warned about
+                elif prior is not None and prior.blob == blob and prior.role == entry.role:
                     entry = FileEntry(blob, stamp, prior.role, None, prior.facts)  # touched, not changed
                 elif entry.role is not None:
                     scan.data[path] = data
@@ -118,9 +120,17 @@ def scan_inventory(
     return scan
 
 
+def _unusable(data: bytes) -> str | None:
+    """Why a file these rules would read cannot be used (NUL bytes), or None."""
+    try:
+        usable(data)
+    except UnusableFileError as problem:
+        return str(problem)
+    return None
+
+
 def _role(path: str, data: bytes) -> str | None:
-    if b"\0" in data:
-        return None
+    """What these rules read a file for, NUL bytes or not: `inventory`, `references` or None."""
     if path.endswith(".c") and b"VMStateDescription" in data:
         return "inventory"
     if b"vms" in data or b"vmm" in data:
@@ -145,7 +155,8 @@ def description_files(
             yield path, None, str(problem), "inventory"
             continue
         if data is not None and (role := _role(path, data)) is not None:
-            yield path, data, None, role
+            why = _unusable(data)
+            yield path, None if why else data, why, role
 
 
 def inventory_facts(facts: FileFacts) -> FileFacts:

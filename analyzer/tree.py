@@ -39,6 +39,14 @@ class UnusableFileError(Exception):
     """A file exists but cannot be analysed; the message says why."""
 
 
+class UnusableRequiredFileError(InputError):
+    """A file the unit cannot do without exists but cannot be analysed."""
+
+    def __init__(self, label: str, path: str, problem: str) -> None:
+        super().__init__(f"{label}: {path}: {problem}")
+        self.path, self.problem = path, problem
+
+
 class TreeReader(Protocol):
     label: str  # how the tree is named in messages: a path, or `REV (commit)`
     # The directory the tree is read from (the same for a checkout and its
@@ -205,7 +213,8 @@ class QemuTree:
         return kvm[0] if kvm else "none"
 
 
-def _usable(path: str, data: bytes) -> bytes:
+def usable(data: bytes) -> bytes:
+    """`data`, or UnusableFileError when it cannot be a C source file."""
     if b"\0" in data:
         raise UnusableFileError("contains NUL bytes, not a C source file")
     if len(data) > MAX_FILE_BYTES:
@@ -227,11 +236,11 @@ def open_tree(source: TreeReader | Path, profile: Profile) -> QemuTree:
             try:
                 data = reader.read(candidate)
                 if data is not None:
-                    files.append(SourceFile(candidate, role, _usable(candidate, data)))
+                    files.append(SourceFile(candidate, role, usable(data)))
                     found.append(candidate)
             except UnusableFileError as problem:
                 if role in profile.layout_roles:
-                    raise InputError(f"{reader.label}: {candidate}: {problem}") from None
+                    raise UnusableRequiredFileError(reader.label, candidate, str(problem)) from None
                 skipped.append((candidate, str(problem)))
                 found.append(candidate)
         if role in profile.layout_roles:
