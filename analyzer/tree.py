@@ -81,6 +81,7 @@ class DirectoryReader:
         self.label = str(root)
         self.root_id: str | None = os.path.realpath(root)
         self._prefix = str(root) + os.sep  # read() and stamps() build strings, not Paths: cheaper
+        self._undecodable: set[str] = set()  # names listed escaped, as they are not UTF-8
 
     def has_directory(self, path: str) -> bool:
         return (self.root / path).is_dir()
@@ -98,8 +99,21 @@ class DirectoryReader:
                 continue
             # Excluded directories are not entered at all: roms/ and tests/ are big.
             subdirectories[:] = sorted(d for d in subdirectories if not (prefix + d + "/").startswith(exclude))
-            found.extend(prefix + name for name in names if name.endswith(suffixes))
+            found.extend(self._listed(prefix + name) for name in names if name.endswith(suffixes))
         return sorted(found)
+
+    def _listed(self, path: str) -> str:
+        """`path`, or when it is not UTF-8 (os.walk gives its bytes as surrogates,
+        which no report can encode) its escaped form, which read() refuses."""
+        if path.isascii():
+            return path
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+            self._undecodable.add(shown)
+            return shown
+        return path
 
     def stamps(self, paths: list[str]) -> str | None:
         # Size, modification and change times, inode: what a write changes (as
@@ -132,6 +146,8 @@ class DirectoryReader:
         # os calls on a descriptor rather than Path methods: the inventory reads
         # ~4,800 files, and this costs a third as much. O_NONBLOCK: opening a
         # FIFO must not wait for a writer (it is then refused by its mode).
+        if path in self._undecodable:
+            raise UnusableFileError("file name is not valid UTF-8")
         name = self._prefix + path
         try:
             descriptor = os.open(name, os.O_RDONLY | _NONBLOCK)

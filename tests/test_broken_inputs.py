@@ -71,6 +71,29 @@ def test_very_large_generated_file_is_skipped(tmp_path: Path) -> None:
     assert result.stderr == "vmstate-guard: warning: target/i386/cpu.c: larger than 8 MiB, likely generated; skipped\n"
 
 
+@pytest.mark.parametrize("cache", [True, False], ids=["cache", "no-cache"])
+def test_file_names_that_are_not_utf8_are_skipped(cache: bool, tmp_path: Path) -> None:
+    # Not in the corpus: git and some filesystems (APFS) refuse such names.
+    tree = tmp_path / "qemu"
+    shutil.copytree(FIXTURES / "qemu-mini", tree)
+    description = b'static const VMStateDescription vmstate_x = {\n    .name = "x",\n};\n'
+    try:
+        (tree / os.fsdecode(b"hw/bad\xff.c")).write_bytes(description)
+        (tree / os.fsdecode(b"hw/dir\xfe")).mkdir()
+        (tree / os.fsdecode(b"hw/dir\xfe/edu.c")).write_bytes(description)
+    except (OSError, UnicodeError):
+        pytest.skip("this filesystem refuses file names that are not UTF-8")
+    options = [] if cache else ["--no-cache"]
+    for _ in range(2 if cache else 1):  # the second run from the stat data of the first
+        result = run_cli("audit", str(tree), *options, env={"VMSTATE_GUARD_CACHE": str(tmp_path / "cache")})
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.splitlines() == [
+            r"vmstate-guard: warning: hw/bad\xff.c: file name is not valid UTF-8; skipped",
+            r"vmstate-guard: warning: hw/dir\xfe/edu.c: file name is not valid UTF-8; skipped",
+        ]
+        assert r"hw/bad\xff.c:0: note: skipped: file name is not valid UTF-8" in result.stdout
+
+
 def test_file_vanishing_after_listing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from analyzer.audit import audit
 
