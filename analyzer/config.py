@@ -106,6 +106,14 @@ def _string_list(value: Any, name: str, source: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _toml_type(value: Any) -> str:
+    """What TOML calls the type of a parsed value."""
+    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (list, "an array")):
+        if isinstance(value, kind):
+            return name
+    return "a table" if isinstance(value, dict) else "a date or time"
+
+
 def _rule_id(key: str, name: str, source: str) -> str:
     from .rules import find_rule
 
@@ -145,13 +153,18 @@ def parse_config(text: str, source: str) -> Config:
         if not isinstance(entry, dict):
             raise InputError(f"{source}: '{where}' must be a table")
         _unknown(entry, ("subsection", "reason", "rule"), where, source)
+        for key in ("subsection", "reason", "rule"):
+            # A value of another type must not read as absent: `rule = ["VG003"]`
+            # would then accept every rule's finding.
+            if key in entry and not isinstance(entry[key], str):
+                raise InputError(f"{source}: '{where}.{key}' must be a string, not {_toml_type(entry[key])}")
         subsection, reason = entry.get("subsection"), entry.get("reason")
-        if not isinstance(subsection, str) or not subsection:
+        if not subsection:
             raise InputError(f"{source}: '{where}.subsection' is required (the subsection's name, e.g. cpu/foo)")
-        if not isinstance(reason, str) or not reason.strip():
+        if not reason or not reason.strip():
             raise InputError(f"{source}: '{where}.reason' is required: say why this finding is acceptable")
         rule = entry.get("rule")
-        rule_id = _rule_id(rule, f"{where}.rule", source) if isinstance(rule, str) else None
+        rule_id = _rule_id(rule, f"{where}.rule", source) if rule is not None else None
         accepted.append(Acceptance(subsection, reason.strip(), rule_id))
     capabilities_table = data.get("capabilities", {})
     if not isinstance(capabilities_table, dict):

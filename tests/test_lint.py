@@ -218,6 +218,11 @@ def test_config_disables_rule(tmp_path: Path) -> None:
         ('[rules]\nseverity = { VG001 = "fatal" }\n', "must be one of error, warning, note"),
         ('[rules]\ndisable = ["VG777"]\n', "names no rule: 'VG777'"),
         ("[rules\n", "not valid TOML"),
+        # A rule of the wrong type used to read as absent: every rule's finding accepted.
+        ('[[accept]]\nsubsection = "cpu/xcr0"\nreason = "r"\nrule = ["VG003"]\n', "'accept[0].rule' must be a string"),
+        ('[[accept]]\nsubsection = "cpu/xcr0"\nreason = "r"\nrule = 1\n', "'accept[0].rule' must be a string, not an"),
+        ('[[accept]]\nsubsection = ["cpu/xcr0"]\nreason = "r"\n', "'accept[0].subsection' must be a string"),
+        ('[[accept]]\nsubsection = "cpu/xcr0"\nreason = true\n', "'accept[0].reason' must be a string, not a b"),
     ],
 )
 def test_config_errors_name_key_and_file(tmp_path: Path, text: str, message: str) -> None:
