@@ -42,13 +42,36 @@ def captures(query_: Query, node: Node, name: str, spans: Sequence[tuple[int, in
     return sorted(found, key=lambda n: n.start_byte)
 
 
-def parse(text: bytes, spans: Sequence[tuple[int, int]] | None = None) -> Tree:
+Spans = Sequence[tuple[int, int]]
+
+# tree-sitter finds the included range of a position by a scan from the first
+# one, so that parsing n spans as one tree costs n squared: a file with 20,000
+# descriptions took minutes. Runs of this many spans cost what parsing the
+# whole file does.
+SPANS_PER_TREE = 256
+
+
+def parse(text: bytes, spans: Spans | None = None) -> Tree:
     """Parse already-masked C source; only the byte `spans` of it when given
     (offsets, lines and columns stay those of the whole text)."""
     if spans is None:
         return _parser().parse(text)
+    return _parse_spans(text, spans, _points(text, spans))
+
+
+def parse_runs(text: bytes, spans: Spans | None) -> list[tuple[Tree, Spans | None]]:
+    """`parse` as trees of at most SPANS_PER_TREE spans each, with the spans of
+    each; one tree for a whole file."""
+    if spans is None or len(spans) <= SPANS_PER_TREE:
+        return [(parse(text, spans), spans)]
+    points = _points(text, spans)
+    runs = [spans[i : i + SPANS_PER_TREE] for i in range(0, len(spans), SPANS_PER_TREE)]
+    return [(_parse_spans(text, run, points), run) for run in runs]
+
+
+def _parse_spans(text: bytes, spans: Spans, points: dict[int, Point]) -> Tree:
     parser = _span_parser()
-    parser.included_ranges = [Range(_point(text, a), _point(text, b), a, b) for a, b in spans]
+    parser.included_ranges = [Range(points[a], points[b], a, b) for a, b in spans]
     return parser.parse(text)
 
 
@@ -57,9 +80,16 @@ def _span_parser() -> Parser:
     return Parser(_language())
 
 
-def _point(text: bytes, offset: int) -> Point:
-    line_start = text.rfind(b"\n", 0, offset) + 1
-    return Point(text.count(b"\n", 0, offset), offset - line_start)
+def _points(text: bytes, spans: Spans) -> dict[int, Point]:
+    """The (line, column) of each end of `spans`, counting each newline of `text`
+    once: counting from the start for each of a file's thousands of spans was quadratic."""
+    points: dict[int, Point] = {}
+    line, counted = 0, 0
+    for offset in sorted({offset for span in spans for offset in span}):
+        line += text.count(b"\n", counted, offset)
+        counted = offset
+        points[offset] = Point(line, offset - (text.rfind(b"\n", 0, offset) + 1))
+    return points
 
 
 class Text:

@@ -39,6 +39,7 @@ Fix
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -80,6 +81,9 @@ class _Reachability:
         spans: dict[str, list[Description]] = {}
         for description in analysis.inventory:
             spans.setdefault(description.path, []).append(description)
+        for found in spans.values():
+            found.sort(key=lambda d: d.line)
+        starts = {path: [d.line for d in found] for path, found in spans.items()}
         for path, references in analysis.references:
             for reference in references:
                 if reference.kind == "declaration":
@@ -91,7 +95,7 @@ class _Reachability:
                     continue  # most: `vms`, `kvm_state`, no description's name
                 owner = None
                 if reference.kind == "use":
-                    owner = next((d for d in spans.get(path, ()) if d.line <= reference.line <= d.end_line), None)
+                    owner = _enclosing(spans.get(path, []), starts.get(path, []), reference.line)
                 for target in targets:
                     if owner is None:
                         self.roots.add(_key(target))
@@ -113,6 +117,16 @@ class _Reachability:
                 seen.add(key)
                 stack.extend(sorted(self.edges.get(key, ())))
         return seen
+
+
+def _enclosing(descriptions: list[Description], starts: list[int], line: int) -> Description | None:
+    """The description whose initializer spans `line`, among a file's `descriptions`
+    sorted by their first line (`starts`): initializers do not overlap, so a
+    bisection finds it, where a scan per reference grew with the square of a file's descriptions."""
+    index = bisect.bisect_right(starts, line) - 1
+    if index >= 0 and line <= descriptions[index].end_line:
+        return descriptions[index]
+    return None
 
 
 def check(analysis: Analysis) -> Iterator[Finding]:
@@ -149,11 +163,11 @@ def check(analysis: Analysis) -> Iterator[Finding]:
 
 def _carried_by(key: Key, edges: dict[Key, set[Key]], unreachable: set[Key]) -> list[Key]:
     """Unreachable descriptions reached from `key`, in order."""
-    seen: list[Key] = []
+    seen: dict[Key, None] = {}  # ordered, and a lookup per target
     stack = sorted(edges.get(key, ()), reverse=True)
     while stack:
         target = stack.pop()
         if target in unreachable and target not in seen and target != key:
-            seen.append(target)
+            seen[target] = None
             stack.extend(sorted(edges.get(target, ()), reverse=True))
-    return seen
+    return list(seen)

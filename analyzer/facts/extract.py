@@ -9,9 +9,9 @@ from tree_sitter import Node
 
 from ..preprocess import MaskedSource, description_spans, mask, property_spans
 from ..profile import Profile
-from ..syntax import Text, error_nodes, line_of, parse
+from ..syntax import Text, error_nodes, line_of, parse_runs
 from .code import Variable, declarator_name, declared_type, extract_function
-from .model import Diagnostic, FileFacts, Function, RequiredCapability, TableEntry
+from .model import Description, Diagnostic, FileFacts, Function, RequiredCapability, TableEntry
 from .properties import extract_compat_arrays, extract_machines, extract_properties
 from .references import scan_references
 from .vmstate import extract_codecs, extract_descriptions
@@ -120,20 +120,24 @@ def _called_from(roots: set[str], definitions: list[Node], text: Text) -> list[N
             continue
         wanted.add(name)
         stack.extend(c for c in _callees(by_name[name], text) if c in by_name and c not in wanted)
-    return [node for node in definitions if any(by_name.get(name) is node for name in wanted)]
+    chosen = {id(by_name[name]) for name in wanted}  # Nodes by identity: one lookup per definition
+    return [node for node in definitions if id(node) in chosen]
 
 
 def _calling(calls: frozenset[str], definitions: list[Node], text: Text) -> set[str]:
     """Names of the definitions that call one of `calls`, directly or through others of the file."""
-    callees = {name: _callees(node, text) for name, node in _by_name(definitions).items()}
+    # Walked back from `calls` along who-calls-whom: once per call, however long the chains.
+    callers: dict[str, list[str]] = {}
+    for name, node in _by_name(definitions).items():
+        for callee in _callees(node, text):
+            callers.setdefault(callee, []).append(name)
     calling: set[str] = set()
-    changed = True
-    while changed:
-        changed = False
-        for name, called in callees.items():
-            if name not in calling and not called.isdisjoint(calls | calling):
-                calling.add(name)
-                changed = True
+    stack = [caller for call in calls for caller in callers.get(call, ())]
+    while stack:
+        name = stack.pop()
+        if name not in calling:
+            calling.add(name)
+            stack.extend(callers.get(name, ()))
     return calling
 
 
@@ -158,8 +162,9 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
         return FileFacts(path=path, references=scan_references(source))
     # The inventory and a CPU's properties file need a few definitions each.
     masked = mask(source, _SPANS_OF.get(role or ""))
-    tree = parse(masked.text, masked.spans)
-    root = tree.root_node
+    # Spans come in runs (below); a file read whole, or in few spans, is one tree.
+    runs = [(tree.root_node, spans) for tree, spans in parse_runs(masked.text, masked.spans)]
+    root = runs[0][0]
     text = Text(source)
     diagnostics = [
         Diagnostic(path, line, "unbalanced preprocessor conditional", whole_file=True)
@@ -187,9 +192,12 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
     except UnicodeDecodeError as undecodable:
         line = source.count(b"\n", 0, undecodable.start) + 1
         diagnostics.append(Diagnostic(path, line, "not valid UTF-8; read with replacement characters", whole_file=True))
-    descriptions, description_diagnostics = (
-        extract_descriptions(root, text, masked, path) if role in (None, "vmstate", "inventory") else ([], [])
-    )
+    descriptions: list[Description] = []
+    description_diagnostics: list[Diagnostic] = []
+    for run_root, _ in runs if role in (None, "vmstate", "inventory") else ():
+        found, found_diagnostics = extract_descriptions(run_root, text, masked, path)
+        descriptions += found
+        description_diagnostics += found_diagnostics
     codecs = extract_codecs(root, text, path) if role in (None, "vmstate") else []
     machines = extract_machines(root, text, path, profile) if role in (None, "machines") else []
     functions: list[Function] = []
@@ -230,7 +238,11 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
         codecs=tuple(codecs),
         functions=tuple(functions),
         # A device's common file defines its qdev properties beside its description.
-        properties=tuple(extract_properties(root, text, path, profile, _property_spans(masked, role)))
+        properties=tuple(
+            p
+            for run_root, spans in runs
+            for p in extract_properties(run_root, text, path, profile, _property_spans(masked, spans, role))
+        )
         if role in (None, "properties", "vmstate")
         else (),
         compat_arrays=tuple(extract_compat_arrays(root, text, path)) if role in (None, "compat") else (),
@@ -242,9 +254,11 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
     )
 
 
-def _property_spans(masked: MaskedSource, role: str | None) -> Sequence[tuple[int, int]]:
+def _property_spans(
+    masked: MaskedSource, spans: Sequence[tuple[int, int]] | None, role: str | None
+) -> Sequence[tuple[int, int]]:
     """Where a file's qdev properties are: its Property definitions (all a
-    properties file is parsed in)."""
-    if role == "properties" and masked.spans is not None:
-        return masked.spans
+    properties file is parsed in, `spans` of them in this tree)."""
+    if role == "properties" and spans is not None:
+        return spans
     return property_spans(masked.text)
