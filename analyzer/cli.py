@@ -7,13 +7,13 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
 from .cache import FactsCache, cache_directory
 from .errors import InputError
+from .output import refuse_inside, write_output, write_stdout
 from .profile import available_targets
 from .reports import printable
 
@@ -122,8 +122,14 @@ class _ListRules(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
         from .rules import RULES
 
-        for rule in RULES:
-            print(f"{rule.id}  {rule.name}  [{rule.severity}, {rule.confidence} confidence]\n    {rule.summary}")
+        try:
+            write_stdout(
+                "".join(
+                    f"{r.id}  {r.name}  [{r.severity}, {r.confidence} confidence]\n    {r.summary}\n" for r in RULES
+                )
+            )
+        except InputError as error:  # before main()'s handlers: parsing is not done
+            parser.exit(EXIT_ERROR, f"vmstate-guard: error: {error}\n")
         parser.exit(EXIT_CLEAN)
 
 
@@ -320,26 +326,11 @@ def _common(command: argparse.ArgumentParser) -> None:
 
 
 def _write(text: str, output: Path | None) -> None:
-    """Write to stdout, or atomically to `output` (temporary file, then rename)."""
+    """Write to stdout, or to `output` (see analyzer/output.py)."""
     if output is None:
-        sys.stdout.write(text)
-        return
-    if output.is_dir():
-        raise InputError(f"{output}: is a directory; give a file name")
-    parent = output.parent if str(output.parent) else Path()
-    if not parent.is_dir():
-        raise InputError(f"{output}: directory {parent} does not exist")
-    try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{output.name}.", dir=parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        # mkstemp creates 0600; a report gets the permissions any new file would.
-        umask = os.umask(0)
-        os.umask(umask)
-        Path(temporary).chmod(0o666 & ~umask)
-        Path(temporary).replace(output)
-    except OSError as error:
-        raise InputError(f"{output}: cannot write: {error.strerror or error}") from None
+        write_stdout(text)
+    else:
+        write_output(text, output)
 
 
 class _Progress:
@@ -388,6 +379,9 @@ def _report_findings(args: argparse.Namespace) -> int:
     from .selection import introduced, select
     from .tree import DirectoryReader, TreeReader
 
+    if args.output:  # trees read from disk; a revision comes from git's objects
+        on_disk = [args.tree] if args.command == "audit" or not args.head else []
+        refuse_inside(args.output, on_disk + ([args.base_tree] if args.command == "check" and args.base_tree else []))
     config = load_config(args.config, args.tree if args.tree.is_dir() else None).with_rules(args.select, args.ignore)
     progress = _progress(not args.quiet)
     head: TreeReader = DirectoryReader(args.tree)
@@ -426,8 +420,7 @@ def _write_patches(args: argparse.Namespace) -> int:
 
     reader = DirectoryReader(args.tree)
     output: Path = args.output
-    if output.resolve().is_relative_to(args.tree.resolve()):
-        raise InputError(f"{output}: inside the analysed tree, which vmstate-guard never writes to; choose another -o")
+    refuse_inside(output, [args.tree])
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: exists and is not a directory")
     config = load_config(args.config, args.tree)
@@ -450,7 +443,7 @@ def _write_patches(args: argparse.Namespace) -> int:
     for number, patch in enumerate(patches, start=1):
         path = output / file_name(patch, number)
         _write(render_patch(patch, number, len(patches), args.signoff), path)
-        print(printable(f"{path}  ({patch.subsection})"))
+        write_stdout(printable(f"{path}  ({patch.subsection})") + "\n")
     return EXIT_CLEAN
 
 
@@ -464,8 +457,8 @@ def _prove(args: argparse.Namespace) -> int:
     from .reports import proof_renderer
     from .tree import DirectoryReader
 
-    if args.output is not None and args.output.resolve().is_relative_to(args.tree.resolve()):
-        raise InputError(f"{args.output}: inside the analysed tree, which vmstate-guard never writes to")
+    if args.output is not None:
+        refuse_inside(args.output, [args.tree])
     # A cancelled CI job sends SIGTERM: end the guests and remove the scratch files as on Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     progress = _progress(not args.quiet)
@@ -499,13 +492,13 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "completion":
         from .completion import script
 
-        sys.stdout.write(script(parser, args.shell))
+        _write(script(parser, args.shell), None)
         return EXIT_CLEAN
     if args.command == "explain":
         explained = find_rule(args.rule)
         if explained is None:
             raise InputError(f"no rule {args.rule!r}; `vmstate-guard --list-rules` lists them")
-        print(explained.documentation)
+        _write(explained.documentation + "\n", None)
         return EXIT_CLEAN
     if args.command in ("audit", "check"):
         return _report_findings(args)
@@ -518,6 +511,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from .graph import build_graph
         from .reports.graph_export import render as render_graph
 
+        if args.output:
+            refuse_inside(args.output, [args.tree])
         progress = _progress(not args.quiet)
         analyses = analyse_units(args.tree, args.target, progress, cache=_facts_cache(args), jobs=args.jobs)
         progress.done()
