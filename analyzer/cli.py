@@ -423,6 +423,13 @@ def _write_patches(args: argparse.Namespace) -> int:
     refuse_inside(output, [args.tree])
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: exists and is not a directory")
+    # `git am patches/*.patch` would apply an earlier series with this one.
+    earlier = sorted(p.name for p in output.glob("*.patch")) if output.is_dir() else []
+    if earlier:
+        raise InputError(
+            f"{output}: holds {len(earlier)} patch(es) already ({earlier[0]}...); "
+            "remove them or choose an empty directory, so that two series do not mix"
+        )
     config = load_config(args.config, args.tree)
     progress = _progress(not args.quiet)
     result = select(audit(reader, args.target, config, progress, _facts_cache(args), args.jobs), config)

@@ -151,6 +151,21 @@ def test_fix_never_writes_into_the_tree(tmp_path: Path) -> None:
     assert not (tree / "patches").exists()
 
 
+def test_fix_into_a_directory_holding_a_series_is_refused(tmp_path: Path) -> None:
+    # `git am out/*.patch` would apply both series; the earlier one is the user's to remove.
+    tree = _tree(tmp_path)
+    first = _fix(tree, tmp_path / "out", "--subsection", "cpu/xcr0")
+    result = run_cli("fix", str(tree), "-o", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"vmstate-guard: error: {tmp_path / 'out'}: holds 1 patch(es) already ({first[0].name}...); "
+        "remove them or choose an empty directory, so that two series do not mix\n"
+    )
+    assert sorted((tmp_path / "out").glob("*.patch")) == first
+    first[0].unlink()
+    assert len(_fix(tree, tmp_path / "out")) == 4
+
+
 REAL_FILES = [
     "VERSION",
     "include/qemu/osdep.h",
