@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -530,9 +531,20 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return EXIT_ERROR
 
 
+class _Terminated(BaseException):
+    """SIGTERM (a cancelled CI job), raised like KeyboardInterrupt so that the
+    worker processes are stopped on the way out."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return _run(args, parser)
     except InputError as error:
@@ -541,6 +553,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vmstate-guard: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("vmstate-guard: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
     except Exception as error:  # the last line of defence: one line, not a traceback
         if os.environ.get("VMSTATE_GUARD_DEBUG"):
             raise
@@ -550,3 +565,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous or signal.SIG_DFL)

@@ -9,11 +9,13 @@ when it needs facts not yet extracted, it takes jobs from the same counter.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import multiprocessing
 import os
 import queue
 import signal
+import sys
 import traceback
 from collections.abc import Callable, Iterable
 from multiprocessing.context import ForkContext
@@ -192,16 +194,40 @@ class Batch:
         # Ctrl-C reaches the whole process group: the main process stops the
         # workers and says so once, rather than each printing a traceback.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # SIGTERM is how the main process stops a worker: not its handler, the default.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        parent = os.getppid()
+        _die_with_parent()
+        if os.getppid() != parent:
+            return  # it died before that took effect
         if background:
             # What the main process waits for first runs on other processes: the
             # scheduler gives those the cores, these what is left.
             os.nice(19)
         while (position := self._claim()) is not None:
+            if os.getppid() != parent:
+                return  # where _die_with_parent cannot: no one reads what comes back
             index = self._order[position]
             try:
                 self._returned.put((index, _extract(self.jobs[index], self.profiles)))
             except Exception as error:
                 self._returned.put((index, (f"{type(error).__name__}: {error}", traceback.format_exc())))
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """Have the kernel kill this process when its parent dies (Linux), so that a
+    main process killed outright (SIGKILL, a cancelled CI job) leaves no worker
+    blocked on a queue that no one reads, holding the caller's pipes open."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # no prctl here: the check between jobs remains
 
 
 def extract_many(
