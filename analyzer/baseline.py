@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .config import read_user_file
 from .errors import InputError
 from .findings import Finding
 
@@ -27,11 +28,10 @@ VERSION = 1
 
 def load_baseline(path: Path) -> dict[str, dict[str, str]]:
     """Map fingerprint -> entry."""
+    text = read_user_file(path, "baseline")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise InputError(f"{path}: cannot read baseline: {error.strerror or error}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
         raise InputError(f"{path}: not a JSON baseline: {error}") from None
     if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("findings"), list):
         raise InputError(f"{path}: not a vmstate-guard baseline (expected version {VERSION} and a findings list)")

@@ -22,6 +22,8 @@ silently switch a check off.
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -183,8 +185,18 @@ def load_config(explicit: Path | None, tree_root: Path | None) -> Config:
         path = tree_root / CONFIG_NAME
     if path is None:
         return Config()
+    return parse_config(read_user_file(path, "config"), str(path))
+
+
+def read_user_file(path: Path, what: str) -> str:
+    """The UTF-8 text of a file the user names (`what`: config, baseline);
+    InputError when it cannot be read or is not a regular file (a FIFO would
+    wait for a writer forever)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise InputError(f"{path}: cannot read {what}: not a regular file")
+            return handle.read().decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read config: {getattr(error, 'strerror', None) or error}") from None
-    return parse_config(text, str(path))
+        raise InputError(f"{path}: cannot read {what}: {getattr(error, 'strerror', None) or error}") from None

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -231,6 +232,22 @@ def test_config_errors_name_key_and_file(tmp_path: Path, text: str, message: str
     assert result.returncode == 2
     assert message in result.stderr
     assert ".vmstate-guard.toml" in result.stderr
+
+
+@pytest.mark.parametrize("option", ["--config", "--baseline"])
+def test_a_fifo_for_config_or_baseline_is_refused_not_waited_on(tmp_path: Path, option: str) -> None:
+    fifo = tmp_path / "input.fifo"
+    os.mkfifo(fifo)
+    result = subprocess.run(
+        [sys.executable, "-m", "analyzer", "audit", str(MINI), option, str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=60,  # the bug: it waited for a writer forever
+        check=False,
+    )
+    assert result.returncode == 2
+    what = option.removeprefix("--")
+    assert result.stderr == f"vmstate-guard: error: {fifo}: cannot read {what}: not a regular file\n"
 
 
 def test_config_teaches_a_fork_idiom(tmp_path: Path) -> None:
