@@ -252,7 +252,12 @@ def open_tree(source: TreeReader | Path, profile: Profile) -> QemuTree:
             try:
                 data = reader.read(candidate)
                 if data is not None:
-                    files.append(SourceFile(candidate, role, usable(data)))
+                    data = usable(data)
+                    if role == "vmstate" and b"VMStateDescription" not in data:
+                        # Not the file this role names (a link to a README, say): auditing
+                        # it would find nothing to report, and exit 0.
+                        raise UnusableFileError("defines no VMStateDescription, not a description file")
+                    files.append(SourceFile(candidate, role, data))
                     found.append(candidate)
             except UnusableFileError as problem:
                 if role in profile.layout_roles:
