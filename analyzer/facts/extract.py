@@ -227,8 +227,10 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
             except RecursionError:
                 # The walk recurses once per nesting level: hundreds of nested
                 # blocks or parentheses (generated code) exceed Python's stack.
+                # Unread, it may be a function any path needs: always shown.
                 name = declarator_name(node.child_by_field_name("declarator")) or "a function"
-                diagnostics.append(Diagnostic(path, line_of(node), f"{name}: nested too deeply to read; skipped"))
+                message = f"{name}: nested too deeply to read; skipped"
+                diagnostics.append(Diagnostic(path, line_of(node), message, whole_file=True))
                 continue
             if function is not None:
                 functions.append(function)
