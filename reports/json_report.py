@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..audit import AuditResult
 from ..capabilities import Probe
 from ..findings import Location
-from ..prove.results import Proof
 from ..verdicts import VERDICTS, SubsectionReport
+
+if TYPE_CHECKING:  # prove's machinery is not for the audit's reports to import
+    from ..prove.results import Proof
 
 # 2: one entry per unit (target CPU or KVM-backed device) under "units".
 # 3: consumers name their probes, guards their whole member chain; what the

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from analyzer.prove.build import BINARY, prove_cache_directory
 from analyzer.prove.firmware import firmware_image
-from analyzer.prove.run import DEFAULT_CPU
+from analyzer.prove.qemu import DEFAULT_CPU
 
 
 def _timed(command: list[str]) -> float:

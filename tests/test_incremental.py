@@ -46,6 +46,8 @@ def test_audit_json_and_check_import_no_graph_or_html_library(tmp_path: Path) ->
     assert _heavy(audited) == set()
     assert "analyzer.reports.json_report" in audited
     assert not {"analyzer.reports.sarif", "analyzer.reports.html", "analyzer.reports.text"} & audited
+    # prove's machinery (the build, the firmware, the experiment) is for prove alone.
+    assert not {"analyzer.prove.run", "analyzer.prove.build", "analyzer.prove.experiment"} & audited
     checked = _modules_after(tmp_path, "check", str(repo), "--base", "HEAD", "-o", str(tmp_path / "c.txt"))
     assert (tmp_path / "c.txt").is_file()
     assert _heavy(checked) == set()

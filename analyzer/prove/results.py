@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from .experiment import Destination, Observation
-from .plan import Plan
+if TYPE_CHECKING:  # types only: the reports import this module, and need none of the machinery
+    from .experiment import Destination, Observation
+    from .plan import Plan
 
 CONFIRMED = "confirmed"  # the older-kernel destination completed and dropped the value; the full one kept it
 NOT_REPRODUCED = "not-reproduced"  # the older-kernel destination handed the value to KVM anyway

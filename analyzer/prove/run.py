@@ -19,6 +19,7 @@ from .experiment import Observation, run_experiment
 from .host import host_kvm
 from .interposer import build_interposer
 from .plan import Plan, plan_for
+from .qemu import DEFAULT_CPU
 from .results import Proof, classify, classify_patched, not_attempted
 
 TARGET = "i386"
@@ -32,10 +33,6 @@ HEADERS = (
     "linux-headers/asm-x86/kvm.h",
     "include/standard-headers/asm-x86/kvm_para.h",
 )
-# `-cpu host` gives the guest every feature the host's KVM offers. Some nested
-# hosts list MSR_IA32_ARCH_CAPABILITIES as a feature MSR yet refuse QEMU's own
-# write of it at start; no subsection depends on it.
-DEFAULT_CPU = "host,-arch-capabilities"
 
 Progress = Callable[[str], None]
 
