@@ -203,9 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--signoff", metavar="'NAME <EMAIL>'", help="author and Signed-off-by line of the patches")
     fix.add_argument("--config", type=Path, metavar="FILE", help="configuration (accepted findings get no patch)")
     fix.add_argument("--target", default="i386", choices=available_targets(), help="target profile (default: i386)")
-    fix.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
-    fix.add_argument("--no-cache", action="store_true", help="do not use the per-file facts cache")
-    fix.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help=_JOBS_HELP)
+    _run_options(fix)
 
     prove = commands.add_parser(
         "prove",
@@ -232,10 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--cpu", default=DEFAULT_CPU, metavar="MODEL", help=f"-cpu of every guest (default: {DEFAULT_CPU})"
     )
     prove.add_argument("--timeout", type=_jobs, default=60, metavar="SECONDS", help="for each QEMU step (default: 60)")
-    prove.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of standard output")
-    prove.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
-    prove.add_argument("--no-cache", action="store_true", help="do not use the per-file facts cache")
-    prove.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help=_JOBS_HELP)
+    _output_option(prove)
+    _run_options(prove)
 
     explain = commands.add_parser("explain", help="print a rule's documentation", description="Explain a rule.")
     explain.add_argument("rule", metavar="ID", help="rule id (VG001) or name (unchecked-capability-subsection)")
@@ -309,7 +305,7 @@ def _facts_cache(args: argparse.Namespace) -> FactsCache | None:
 
 
 def _common(command: argparse.ArgumentParser) -> None:
-    command.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of standard output")
+    _output_option(command)
     command.add_argument(
         "--target",
         action="append",
@@ -317,6 +313,15 @@ def _common(command: argparse.ArgumentParser) -> None:
         choices=available_targets(),
         help="audit only this target (repeatable; default: every target the tree has)",
     )
+    _run_options(command)
+
+
+def _output_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of standard output")
+
+
+def _run_options(command: argparse.ArgumentParser) -> None:
+    """How a command that audits runs: progress, worker processes, the facts cache."""
     command.add_argument("--quiet", action="store_true", help="no progress messages on a terminal")
     command.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N", help=_JOBS_HELP)
     command.add_argument(
