@@ -45,3 +45,10 @@ def test_a_host_of_another_architecture_is_told_what_prove_needs(monkeypatch: py
     monkeypatch.setattr(platform, "machine", lambda: "aarch64")
     with pytest.raises(InputError, match="this host is aarch64: other targets need a host of their own architecture"):
         host_kvm()
+
+
+def test_a_patch_for_a_subsection_not_being_proven_is_refused_before_any_run(tmp_path: Path) -> None:
+    (tmp_path / "0001-a.patch").write_text('+        error_report("cpu/xcr0: host kernel lacks KVM_CAP_XCRS; KVM");\n')
+    done = run_cli("prove", str(MINI), "--subsection", "cpu/msr_smi_count", "--patches", str(tmp_path))
+    assert done.returncode == 2, done.stderr
+    assert "patches 'cpu/xcr0', which is not being proven" in done.stderr

@@ -125,6 +125,13 @@ def prove(
     if series and qemu:
         raise InputError("--patches builds the patched tree itself; it does not go with --qemu")
     reports = chosen_reports(result, names)
+    chosen = {report.description.name for report in reports}
+    unknown = [patch for patch in series if patch.subsection not in chosen]
+    if unknown:  # before anything is built or run
+        raise InputError(
+            f"{unknown[0].path}: patches {unknown[0].subsection!r}, which is not being proven "
+            "(name it with --subsection, or leave --subsection out)"
+        )
     host = host_kvm()
     defines = read_defines(tree, HEADERS)
     plans = [plan_for(report, cpu_unit(result), defines, host) for report in reports]
@@ -168,12 +175,6 @@ def _prove_patches(
     tell: Progress,
 ) -> list[Proof]:
     by_subsection = {plan.subsection: plan for plan in plans}
-    unknown = [patch for patch in series if patch.subsection not in by_subsection]
-    if unknown:
-        raise InputError(
-            f"{unknown[0].path}: patches {unknown[0].subsection!r}, which is not being proven "
-            "(name it with --subsection, or leave --subsection out)"
-        )
     build = build_qemu(tree, cache, [patch.path for patch in series], progress=tell)
     runnable = [by_subsection[p.subsection] for p in series if by_subsection[p.subsection].skip is None]
     out: list[Proof] = []
