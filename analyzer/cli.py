@@ -491,7 +491,8 @@ def _prove(args: argparse.Namespace) -> int:
     finally:
         progress.done()
     _write(proof_renderer(args.format)(replace(result, proof_run=run)), args.output)
-    print(f"vmstate-guard: {len(run.proofs)} subsections run under KVM in {run.seconds:.0f} s", file=sys.stderr)
+    noun = "subsection" if len(run.proofs) == 1 else "subsections"
+    print(f"vmstate-guard: {len(run.proofs)} {noun} run under KVM in {run.seconds:.0f} s", file=sys.stderr)
     verified = {p.subsection for p in run.patched if p.result == PATCH_VERIFIED}
     lost = any(p.result == CONFIRMED and p.subsection not in verified for p in run.proofs)
     return EXIT_FINDINGS if lost or any(p.result == PATCH_FAILED for p in run.patched) else EXIT_CLEAN
