@@ -27,13 +27,14 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..cache import user_cache_directory
 from ..errors import InputError
+from . import Progress
 
 BINARY = "qemu-system-x86_64"
 # What a minimal KVM-only build needs from Debian, for the error message and .ci/run.
@@ -61,8 +62,6 @@ _CONFIGURE_OPTIONS = (
     "--disable-download",
 )
 _MANIFEST = "manifest.json"
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -217,12 +216,10 @@ def _stand_in_blobs(source: Path) -> None:
 def _apply(series: list[tuple[str, bytes]], source: Path, manifest_path: Path, log: Path) -> None:
     """Apply each patch to the copy with `patch -p1`; the files it touched are marked for recopying."""
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    touched: list[str] = []
     for name, text in series:
-        files = re.findall(rb"^\+\+\+ b/(\S+)", text, flags=re.MULTILINE)
-        touched += [file.decode() for file in files]
-        for file in touched:
-            manifest[file] = None  # recopied by the next _sync
+        # Marked before patching, so that even a patch that half applies is undone next time.
+        for file in re.findall(rb"^\+\+\+ b/(\S+)", text, flags=re.MULTILINE):
+            manifest[file.decode()] = None  # recopied by the next _sync
         _write_manifest(manifest_path, manifest)
         with log.open("ab") as handle:
             handle.write(f"\n=== patch -p1 < {name}\n".encode())

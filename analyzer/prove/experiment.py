@@ -13,18 +13,17 @@ import json
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import Progress
 from .build import QemuBuild
 from .firmware import MsrWrite, firmware_image, taken_writes
 from .interposer import Hide, KvmLog, interposer_env, read_log
 from .plan import Plan
 from .qemu import Guest, Guests, QemuError, guests
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,14 @@ import platform
 import re
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..audit import Analysis, AuditResult
 from ..errors import InputError
 from ..verdicts import SubsectionReport
+from . import Progress
 from .build import QemuBuild, build_qemu, given_binary
 from .constants import read_defines
 from .experiment import Observation, run_experiment
@@ -33,8 +34,6 @@ HEADERS = (
     "linux-headers/asm-x86/kvm.h",
     "include/standard-headers/asm-x86/kvm_para.h",
 )
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
