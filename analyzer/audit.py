@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .cache import FactsCache, key_of
+from .cache import FactsCache, findings_digest, key_of
 from .capabilities import Capabilities
 from .collector import collector_paused
 from .compat import CompatIndex
@@ -196,18 +196,24 @@ def _analyse_units(
     jobs: int,
 ) -> tuple[Analysis, ...]:
     reader = DirectoryReader(root) if isinstance(root, Path) else root
-    if not reader.has_directory("target") or not reader.has_directory("include"):
-        raise InputError(f"{reader.label}: not a QEMU source tree (no target/ and include/ directories)")
-    # A tree whose files have not changed since a cached run (by their stat
-    # data or blob ids, before reading any) gets that run's analysis back.
-    candidates = candidate_paths(reader)
+    # A tree whose files have not changed since a cached run (known by its
+    # content id, else by its files' stat data, before reading any) gets that
+    # run's analysis back.
     requested = list(dict.fromkeys(targets))
     settings = repr(config.capabilities)
-    stamps = reader.stamps([*candidates, "VERSION"]) if cache else None
+    candidates: list[str] | None = None
+    stamps = reader.content_id if cache else None
+    if cache and stamps is None:
+        candidates = candidate_paths(reader)
+        stamps = reader.stamps([*candidates, "VERSION"])
     stamp_key = key_of(("stamp", settings, ",".join(requested), stamps)) if stamps else None
     pointer = cache.load_pointer(stamp_key) if cache and stamp_key else None
     if cache and pointer and (previous := _cached_analyses(cache, pointer, reader.label)):
         return previous
+    if not reader.has_directory("target") or not reader.has_directory("include"):
+        raise InputError(f"{reader.label}: not a QEMU source tree (no target/ and include/ directories)")
+    if candidates is None:
+        candidates = candidate_paths(reader)
     unit_reader = ReadOnce(reader)  # the units' files, each read once
     names = requested or present_targets(unit_reader)
     if not names:
@@ -264,35 +270,68 @@ def _analyse_units(
     for path, facts in extracted.items():
         entry = entries[path]
         entries[path] = FileEntry(entry.blob, entry.stat, entry.role, None, inventory_facts(facts))
-    problems = [(p, entries[p].problem or "") for p in scan.paths if entries[p].problem is not None]
-    facts_in_order = [f for p in scan.paths if (f := entries[p].facts) is not None]
+    part = InventoryPart(
+        problems=tuple((p, entries[p].problem or "") for p in scan.paths if entries[p].problem is not None),
+        facts=tuple(f for p in scan.paths if (f := entries[p].facts) is not None),
+        readable=tuple(p for p in scan.paths if entries[p].problem is None),
+    )
+    result = _join(results, part)
+    if cache and key:
+        for unit_key, hit, fresh in zip(unit_keys, cached, results, strict=True):
+            if unit_key and hit is None:
+                cache.store_entry("units", unit_key, fresh)
+        # Stored in parts: a change in one unit's files writes that unit again, not the tree.
+        part_key = key_of(("inventory", settings, *scan.content()))
+        if not cache.has_entry("inventory", part_key):
+            cache.store_entry("inventory", part_key, part)
+        cache.store_entry("analyses", key, StoredAnalysis(tuple(k for k in unit_keys if k), part_key))
+        if stamp_key:
+            cache.store_pointer(stamp_key, key)
+        if snapshot_key and reader.root_id:
+            snapshot = _next_snapshot(reader, previous_snapshot, entries)
+            if snapshot is not previous_snapshot:
+                cache.store_entry("trees", snapshot_key, snapshot)
+    return result
+
+
+@dataclass(frozen=True)
+class InventoryPart:
+    """What the tree-wide rules read of the files outside the units: their
+    inventory facts in order, which could not be read and why, which could."""
+
+    problems: tuple[tuple[str, str], ...]
+    facts: tuple[FileFacts, ...]
+    readable: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoredAnalysis:
+    """A whole analysis as cached: the keys of its units' entries and of its inventory part."""
+
+    units: tuple[str, ...]
+    inventory: str
+
+
+def _join(results: Sequence[UnitResult], part: InventoryPart) -> tuple[Analysis, ...]:
+    """The units' analyses, each with the tree's inventory; the first also with
+    the tree-wide notes, references and files read."""
     own = {path: found for result in results for path, found in result.descriptions}
-    inventory, inventory_diagnostics = collect_descriptions(problems, facts_in_order, own)
+    inventory, inventory_diagnostics = collect_descriptions(list(part.problems), list(part.facts), own)
     references = {path: found for result in results for path, found in result.references}
-    references.update((ff.path, ff.references) for ff in facts_in_order if ff.references)
+    references.update((ff.path, ff.references) for ff in part.facts if ff.references)
     analyses = [replace(result.analysis, inventory=inventory) for result in results]
     first = analyses[0]
     # The inventory keeps only notes on descriptions and on files it could not read.
     analyses[0] = replace(
         first,
         # Warned about like the units' skipped files.
-        tree=replace(first.tree, skipped=tuple(sorted({*first.tree.skipped, *problems}))),
+        tree=replace(first.tree, skipped=tuple(sorted({*first.tree.skipped, *part.problems}))),
         diagnostics=tuple(sorted({*first.diagnostics, *inventory_diagnostics}, key=_diagnostic_order)),
         notes=tuple(sorted({*first.notes, *inventory_diagnostics}, key=_diagnostic_order)),
         references=tuple(sorted(references.items())),
-        inventory_files=len({d.path for d in inventory} | {p for p in scan.paths if entries[p].problem is None}),
+        inventory_files=len({d.path for d in inventory} | set(part.readable)),
     )
-    result = tuple(analyses)
-    if cache and key:
-        for unit_key, hit, fresh in zip(unit_keys, cached, results, strict=True):
-            if unit_key and hit is None:
-                cache.store_entry("units", unit_key, fresh)
-        cache.store_entry("analyses", key, result)
-        if stamp_key:
-            cache.store_pointer(stamp_key, key)
-        if snapshot_key and reader.root_id:
-            cache.store_entry("trees", snapshot_key, _next_snapshot(reader, previous_snapshot, entries))
-    return result
+    return tuple(analyses)
 
 
 @dataclass(frozen=True)
@@ -343,23 +382,31 @@ def _units_to_extract(units: list[tuple[Profile, QemuTree]], cached: list[UnitRe
 def _next_snapshot(reader: TreeReader, previous: TreeSnapshot | None, entries: dict[str, FileEntry]) -> TreeSnapshot:
     """The snapshot to store: this run's entries, keeping those of files it did not
     scan (another target's machine.c) and, read from a revision, the stat data
-    of files whose bytes the snapshot's directory run saw."""
+    of files whose bytes the snapshot's directory run saw. `previous` itself
+    when this run learned nothing new (it is then not written again)."""
     merged = dict(previous.entries) if previous is not None else {}
+    changed = previous is None
     for path, entry in entries.items():
         prior = merged.get(path)
         if entry.stat is None and prior is not None and prior.blob == entry.blob and prior.stat is not None:
             entry = replace(entry, stat=prior.stat)
+        changed = changed or entry != prior
         merged[path] = entry
-    return TreeSnapshot(reader.root_id or "", merged)
+    return TreeSnapshot(reader.root_id or "", merged) if changed or previous is None else previous
 
 
 def _cached_analyses(cache: FactsCache, key: str, label: str) -> tuple[Analysis, ...] | None:
     """The analyses stored under `key`, named as the tree being read now (keys are
     by content: another revision, or the same one by another name, may have stored them)."""
-    found = cache.load_entry("analyses", key, tuple)
-    if not found or not all(isinstance(a, Analysis) for a in found):
+    stored = cache.load_entry("analyses", key, StoredAnalysis)
+    if stored is None:
         return None
-    return tuple(replace(a, tree=replace(a.tree, label=label)) for a in found)
+    part = cache.load_entry("inventory", stored.inventory, InventoryPart)
+    results = [cache.load_entry("units", unit, UnitResult) for unit in stored.units]
+    if part is None or not results or None in results:
+        return None
+    named = [replace(r, analysis=replace(r.analysis, tree=replace(r.analysis.tree, label=label))) for r in results if r]
+    return _join(named, part)
 
 
 def _analyse_each(
@@ -652,6 +699,29 @@ def audit(
     analyses = analyse_units(root, (targets,) if isinstance(targets, str) else targets, progress, config, cache, jobs)
     with collector_paused():  # the rules build findings over a heap of facts with no cycles
         return AuditResult(analyses, tuple(sorted_findings(_findings(analyses, config))))
+
+
+def audit_findings(
+    reader: TreeReader,
+    targets: Sequence[str] = (),
+    config: Config | None = None,
+    progress: Progress | None = None,
+    cache: FactsCache | None = None,
+    jobs: int = 1,
+) -> tuple[Finding, ...]:
+    """What audit() finds, without the analyses (all `check` needs of its base).
+    A tree known by its content id (a git revision) is cached by it with the
+    rules' settings: an unchanged base costs one small read, no listing."""
+    config = config or Config()
+    rules = (sorted(config.disabled), sorted(config.severity.items()), repr(config.capabilities))
+    content = reader.content_id
+    key = key_of(("findings", content, ",".join(targets), repr(rules)), findings_digest()) if content else None
+    if cache and key and (found := cache.load_entry("findings", key, tuple)) is not None:
+        return found
+    findings = audit(reader, targets, config, progress, cache, jobs).findings
+    if cache and key:
+        cache.store_entry("findings", key, findings)
+    return findings
 
 
 def _findings(analyses: tuple[Analysis, ...], config: Config) -> list[Finding]:

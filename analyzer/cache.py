@@ -81,6 +81,14 @@ def _analysis_digest() -> bytes:
     return digest.digest()
 
 
+@cache
+def findings_digest() -> bytes:
+    """A digest of what a tree's findings depend on: the whole analysis, and the rules."""
+    digest = hashlib.sha256(_analysis_digest())
+    _digest_tree(resources.files("analyzer.rules"), "analyzer.rules", digest)
+    return digest.digest()
+
+
 def _digest_tree(node: object, name: str, digest: hashlib._Hash) -> None:
     path = Path(str(node))
     if path.is_dir():
@@ -164,6 +172,11 @@ class FactsCache:
         except Exception:
             return None
         return found if isinstance(found, expected) else None
+
+    def has_entry(self, kind: str, key: str) -> bool:
+        """Whether an entry is stored under (kind, key); whether it is sound, load_entry says."""
+        path = self._path(kind, key)
+        return path is not None and path.is_file()
 
     def store_entry(self, kind: str, key: str, value: object) -> None:
         path = self._path(kind, key)

@@ -377,7 +377,7 @@ def _warn_skipped(skipped: Sequence[tuple[str, str]]) -> None:
 
 
 def _report_findings(args: argparse.Namespace) -> int:
-    from .audit import audit
+    from .audit import audit, audit_findings
     from .baseline import load_baseline, render_baseline
     from .config import load_config
     from .git import RevisionReader, is_unborn
@@ -402,7 +402,8 @@ def _report_findings(args: argparse.Namespace) -> int:
         result = introduced(result, None)
     elif args.command == "check":
         base: TreeReader = RevisionReader(args.tree, args.base) if args.base else DirectoryReader(args.base_tree)
-        result = introduced(result, audit(base, args.target, config, progress, cache, args.jobs))
+        base_findings = audit_findings(base, args.target, config, progress, cache, args.jobs)
+        result = introduced(result, base_findings, base.label)
         progress.done()
     baseline = load_baseline(args.baseline) if args.baseline else None
     if args.write_baseline:

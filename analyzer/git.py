@@ -32,7 +32,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def _listing(repo: Path, commit: str, prefix: str) -> tuple[dict[str, str], set[str], set[str]]:
+def _list_tree(repo: Path, commit: str, prefix: str) -> tuple[dict[str, str], set[str], set[str]]:
     """(blob id of every file, every directory, every submodule) under `prefix`
     at `commit`, relative to it.
 
@@ -80,11 +80,14 @@ class RevisionReader:
         if not repo.is_dir():
             raise InputError(f"{repo}: no such directory")
         inside = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True, check=False
+            ["git", "-C", str(repo), "rev-parse", "--is-inside-work-tree", "--show-prefix"],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if inside.returncode != 0:
             raise InputError(f"{repo}: not a git repository (use --base-tree DIR to compare unpacked trees)")
-        prefix = _git(repo, "rev-parse", "--show-prefix").strip()
+        prefix = inside.stdout.split("\n")[1]
         try:
             self.commit = _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").strip()
         except InputError:
@@ -93,12 +96,27 @@ class RevisionReader:
         self.prefix = prefix  # the QEMU tree may be a subdirectory of the repository
         self.label = f"{rev} ({self.commit[:12]})"
         self.root_id: str | None = os.path.realpath(repo)
-        # Each file's blob id: a content key known without reading the file.
-        self._blobs, self._directories, self._gitlinks = _listing(repo, self.commit, prefix)
+        # The commit's root tree id names every byte below it: with the prefix,
+        # a content key for the whole revision, known without listing it.
+        root_tree = _git(repo, "rev-parse", "--verify", "--quiet", f"{self.commit}^{{tree}}").strip()
+        self.content_id: str | None = f"git tree {root_tree} {prefix}"
+        self._listed: tuple[dict[str, str], set[str], set[str]] | None = None
         self._batch: subprocess.Popen[bytes] | None = None
 
+    @property
+    def _listing(self) -> tuple[dict[str, str], set[str], set[str]]:
+        """Each file's blob id (a content key known without reading the file),
+        directories and submodules: listed once, when first asked for."""
+        if self._listed is None:
+            self._listed = _list_tree(self.repo, self.commit, self.prefix)
+        return self._listed
+
+    @property
+    def _blobs(self) -> dict[str, str]:
+        return self._listing[0]
+
     def has_directory(self, path: str) -> bool:
-        return path in self._directories
+        return path in self._listing[1]
 
     def c_files(self, exclude: tuple[str, ...] = (), suffixes: tuple[str, ...] = (".c",)) -> list[str]:
         return sorted(p for p in self._blobs if p.endswith(suffixes) and not p.startswith(exclude))
@@ -117,7 +135,7 @@ class RevisionReader:
     def read(self, path: str) -> bytes | None:
         oid = self._blobs.get(path)
         if oid is None:
-            if path in self._directories or path in self._gitlinks:
+            if path in self._listing[1] or path in self._listing[2]:
                 raise UnusableFileError("not a regular file")
             return None
         # One `git cat-file --batch` serves every read, asked by blob id (a

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from .audit import AuditResult
 from .config import Config
+from .findings import Finding
 
 # The base of a repository's first commit: nothing, so every finding is new.
 EMPTY_BASE = "an empty tree (no commit yet)"
 
 
-def introduced(head: AuditResult, base: AuditResult | None) -> AuditResult:
-    """Head's findings that are new, or worse than in base (None: an empty tree):
-    they now depend on a host capability they did not (a finding that lost a
-    guard is not reported)."""
-    before = {f.fingerprint: set(f.capabilities) for f in base.findings} if base else {}
+def introduced(head: AuditResult, base: Sequence[Finding] | None, base_label: str = EMPTY_BASE) -> AuditResult:
+    """Head's findings that are new, or worse than in the `base` findings (None: an
+    empty tree): they now depend on a host capability they did not (a finding
+    that lost a guard is not reported)."""
+    before = {f.fingerprint: set(f.capabilities) for f in base} if base is not None else {}
     kept = tuple(
         f for f in head.findings if f.fingerprint not in before or not set(f.capabilities) <= before[f.fingerprint]
     )
     hidden = [*head.hidden]
     if len(kept) < len(head.findings):
         hidden.append(("already in the base", len(head.findings) - len(kept)))
-    return replace(head, findings=kept, hidden=tuple(hidden), base=base.analysis.tree.label if base else EMPTY_BASE)
+    return replace(head, findings=kept, hidden=tuple(hidden), base=base_label if base is not None else EMPTY_BASE)
 
 
 def select(result: AuditResult, config: Config, baseline: dict[str, dict[str, str]] | None = None) -> AuditResult:

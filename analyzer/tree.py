@@ -52,6 +52,9 @@ class TreeReader(Protocol):
     # The directory the tree is read from (the same for a checkout and its
     # revisions), where what a run learned is found by the next; None: nowhere.
     root_id: str | None
+    # A key naming every byte of the tree, known without listing or reading
+    # it (a git revision's tree id); None when there is none.
+    content_id: str | None
 
     def has_directory(self, path: str) -> bool: ...
 
@@ -80,6 +83,7 @@ class DirectoryReader:
         self.root = root
         self.label = str(root)
         self.root_id: str | None = os.path.realpath(root)
+        self.content_id: str | None = None  # files on disk are known by their stat data (stamps)
         self._prefix = str(root) + os.sep  # read() and stamps() build strings, not Paths: cheaper
         self._undecodable: set[str] = set()  # names listed escaped, as they are not UTF-8
 
@@ -185,6 +189,7 @@ class ReadOnce:
         self.reader = reader
         self.label = reader.label
         self.root_id = reader.root_id
+        self.content_id = reader.content_id
         self._read: dict[str, bytes | UnusableFileError | None] = {}
 
     def has_directory(self, path: str) -> bool:

@@ -209,3 +209,59 @@ def test_a_change_joins_again_only_the_units_whose_files_changed(
     assert joined == ["arm"]  # not i386, listed after it
     json = renderer("json")
     assert json(result) == json(audit(tree))
+
+
+def test_an_analysed_revision_is_answered_by_its_tree_id_without_listing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import analyzer.git
+    from analyzer.audit import audit, audit_findings
+    from analyzer.cache import FactsCache
+    from analyzer.config import Config
+    from analyzer.git import RevisionReader
+
+    repo = _repository(tmp_path)
+    cache = FactsCache(tmp_path / "cache")
+    expected = audit(RevisionReader(repo, "HEAD")).findings
+    assert audit_findings(RevisionReader(repo, "HEAD"), cache=cache) == expected
+    git(repo, "commit", "-q", "--allow-empty", "-m", "same tree, another commit")
+
+    def no_listing(*args: object) -> None:
+        raise AssertionError("the revision was listed")
+
+    monkeypatch.setattr(analyzer.git, "_list_tree", no_listing)
+    assert audit_findings(RevisionReader(repo, "HEAD"), cache=cache) == expected  # the new commit's tree is known
+    assert audit(RevisionReader(repo, "HEAD"), cache=cache).findings == expected  # its analyses too
+    # Other rule settings are another key: with VG001 off, no VG001 comes back from the cache.
+    assert any(f.rule == "VG001" for f in expected)
+    without = Config(disabled=frozenset({"VG001"}))
+    found = audit_findings(RevisionReader(repo, "HEAD"), (), without, cache=cache)
+    assert found == tuple(f for f in expected if f.rule != "VG001")
+
+
+def test_a_change_in_a_unit_rewrites_neither_the_inventory_nor_the_snapshot(tmp_path: Path) -> None:
+    from analyzer.audit import audit
+    from analyzer.cache import FactsCache
+    from analyzer.reports import renderer
+
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    hour_ago = time.time_ns() - 3600 * 10**9
+    for path in tree.rglob("*"):
+        os.utime(path, ns=(hour_ago, hour_ago))  # not racy: known by stat data
+    cache_dir = tmp_path / "cache"
+    audit(tree, cache=FactsCache(cache_dir))
+
+    def written(kind: str) -> dict[str, int]:
+        return {str(p): p.stat().st_mtime_ns for p in (cache_dir / kind).rglob("*") if p.is_file()}
+
+    inventory, trees = written("inventory"), written("trees")
+    assert inventory and trees
+    machine = tree / "target/i386/machine.c"
+    machine.write_text(machine.read_text().replace("        &vmstate_xcr0,\n", ""))
+    result = audit(tree, cache=FactsCache(cache_dir))
+    assert written("inventory") == inventory  # machine.c is the unit's: the inventory part is the same
+    assert written("trees") == trees  # nothing the snapshot knows changed
+    json = renderer("json")
+    assert json(result) == json(audit(tree))
+    assert json(audit(tree, cache=FactsCache(cache_dir))) == json(result)  # read back from its parts

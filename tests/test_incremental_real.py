@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.audit import AuditResult, audit
+from analyzer.audit import AuditResult, audit, audit_findings
 from analyzer.cache import FactsCache
+from analyzer.findings import Finding
 from analyzer.git import RevisionReader
 from analyzer.reports import renderer
 from analyzer.selection import introduced
@@ -80,8 +81,10 @@ def _edits(repo: Path) -> list[tuple[str, Callable[[], None]]]:
     ]
 
 
-def _report(head: AuditResult, base: AuditResult) -> str:
-    result = introduced(head, base)
+def _report(head: AuditResult, base: AuditResult | tuple[Finding, ...], base_label: str = "") -> str:
+    if isinstance(base, AuditResult):
+        base, base_label = base.findings, base.analysis.tree.label
+    result = introduced(head, base, base_label)
     return renderer("json")(result) + renderer("text")(result)
 
 
@@ -94,6 +97,11 @@ def test_incremental_check_equals_a_run_without_cache(major: str, tmp_path: Path
     def run(reader: TreeReader, cached: bool) -> AuditResult:
         return audit(reader, (), None, None, cache if cached else None, 2)
 
+    def base(rev: str) -> tuple[tuple[Finding, ...], str]:
+        """The base as check reads it: its findings alone, cached by its git tree."""
+        reader = RevisionReader(repo, rev)
+        return audit_findings(reader, (), None, None, cache, 2), reader.label
+
     audit(DirectoryReader(repo), cache=cache, jobs=2)  # the cache as a previous run left it
     uncached_base = run(RevisionReader(repo, "HEAD"), cached=False)
     for name, edit in _edits(repo):
@@ -101,12 +109,12 @@ def test_incremental_check_equals_a_run_without_cache(major: str, tmp_path: Path
         # The working tree against HEAD, as the pre-commit hook runs it.
         uncached_head = run(DirectoryReader(repo), cached=False)
         expected = _report(uncached_head, uncached_base)
-        incremental = _report(run(DirectoryReader(repo), True), run(RevisionReader(repo, "HEAD"), True))
+        incremental = _report(run(DirectoryReader(repo), True), *base("HEAD"))
         assert incremental == expected, name
         git(repo, "add", "-A")
         git(repo, "commit", "-qm", name)
         # Two commits, read from git's objects.
-        between = _report(run(RevisionReader(repo, "HEAD"), True), run(RevisionReader(repo, "HEAD~1"), True))
+        between = _report(run(RevisionReader(repo, "HEAD"), True), *base("HEAD~1"))
         assert between == expected, name
         uncached_base = uncached_head
     # The edits did change what is reported (the comparison is not vacuous).

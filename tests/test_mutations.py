@@ -125,6 +125,7 @@ class _MemoryTree:
 
     label = "memory"
     root_id = None  # nowhere to keep a snapshot
+    content_id = None
 
     def __init__(self, replaced: dict[str, bytes]) -> None:
         self.replaced = replaced

@@ -156,7 +156,8 @@ def test_check_between_releases_lists_what_10_added() -> None:
     from analyzer.selection import introduced
 
     head, base = _audit("10"), _audit("7")
-    assert sorted((f.rule, f.subsection) for f in introduced(head, base).findings) == [
+    new = introduced(head, base.findings, base.analysis.tree.label).findings
+    assert sorted((f.rule, f.subsection) for f in new) == [
         ("VG001", "cpu/msr_hwcr"),
         ("VG002", "e1000/mit_state"),
         ("VG002", "ich9_pm/memhp"),
