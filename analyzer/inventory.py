@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .facts.model import Description, Diagnostic, FileFacts
 from .tree import TreeReader, UnusableFileError, usable
@@ -160,10 +160,14 @@ def description_files(
 
 
 def inventory_facts(facts: FileFacts) -> FileFacts:
-    """What collect_descriptions and the tree-wide rules read of an inventory file's facts."""
+    """What collect_descriptions and the tree-wide rules read of an inventory file's facts.
+
+    Not the descriptions' field lists: those rules read how descriptions are
+    named, listed and registered, and some 5,000 fields would be most of what
+    every warm run loads back from the cache."""
     return FileFacts(
         path=facts.path,
-        descriptions=facts.descriptions,
+        descriptions=tuple(replace(d, fields=()) for d in facts.descriptions),
         references=facts.references,
         # Parse errors elsewhere in device code, and field lists, are not what
         # these rules read; a subsection entry we could not read is.
