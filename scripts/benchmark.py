@@ -91,7 +91,11 @@ class Runner:
 
     def __init__(self, repo: Path, cache: Path, runs: int) -> None:
         self.repo, self.runs = repo, runs
-        self.env = {**os.environ, "VMSTATE_GUARD_CACHE": str(cache)}
+        # Bytecode cached as an installed tool has it (pip compiles it), outside
+        # the repository, even where the environment turns writing it off.
+        environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        pycache = str(cache.parent / "pycache")
+        self.env = {**environment, "VMSTATE_GUARD_CACHE": str(cache), "PYTHONPYCACHEPREFIX": pycache}
         self.edits = 0
 
     def time(self, argv: list[str], before: Callable[[], None] | None = None) -> list[float]:
