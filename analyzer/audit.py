@@ -227,12 +227,8 @@ def _analyse_units(
         )
     units = _open_units(unit_reader, names, config)
     profiles = [profile for profile, _ in units]
-    # A unit whose files are those of a cached run is not joined again; its
-    # facts are needed only when it is a CPU whose devices are.
-    unit_keys = _unit_keys(settings, units) if cache else [None] * len(units)
-    cached = [cache.load_entry("units", k, UnitResult) if cache and k else None for k in unit_keys]
-    needed = _units_to_extract(units, cached)
-    unit_jobs: list[Job] = [(f.path, f.data, f.role, i) for i in needed for f in units[i][1].files]
+    # A unit found in the cache is not joined again, nor are its files' facts loaded.
+    unit_jobs: list[Job] = [(f.path, f.data, f.role, i) for i, (_, tree) in enumerate(units) for f in tree.files]
     workers = worker_count(jobs, len(unit_jobs) + len(candidates))
     # On worker processes: the units' files start at once, and are analysed here
     # unit by unit as they come back; the inventory's start once read, on
@@ -257,14 +253,12 @@ def _analyse_units(
         to_extract = [p for p in scan.paths if scan.entries[p].facts is None and p in scan.data]
         inventory_jobs: list[Job] = [(p, scan.data[p], scan.entries[p].role or "", None) for p in to_extract]
         inventory_batch = running.enter_context(Batch(inventory_jobs, profiles, cache, workers, background=True))
-        position = {index: n for n, index in enumerate(needed)}
-        starts = [sum(len(units[j][1].files) for j in needed[:n]) for n in range(len(needed))]
+        starts = [sum(len(tree.files) for _, tree in units[:i]) for i in range(len(units))]
 
         def facts_of(i: int) -> list[FileFacts]:
-            first = starts[position[i]]
-            return unit_batch.facts(progress, range(first, first + len(units[i][1].files)))
+            return unit_batch.facts(progress, range(starts[i], starts[i] + len(units[i][1].files)))
 
-        results = _analyse_each(units, facts_of, cached)
+        results, unit_keys, cached = _analyse_each(units, facts_of, settings, cache)
         extracted = dict(zip(to_extract, inventory_batch.facts(progress), strict=True))
     entries = dict(scan.entries)
     for path, facts in extracted.items():
@@ -342,6 +336,8 @@ class UnitResult:
     analysis: Analysis
     descriptions: tuple[tuple[str, tuple[Description, ...]], ...]
     references: tuple[tuple[str, tuple[Reference, ...]], ...]
+    # A CPU's: a key over what it lends its devices (see _lent_key); "" for a device.
+    lent_key: str = ""
 
 
 def _unit_content(units: list[tuple[Profile, QemuTree]]) -> list[str]:
@@ -351,32 +347,6 @@ def _unit_content(units: list[tuple[Profile, QemuTree]]) -> list[str]:
         parts += [f"{path}:{why}" for path, why in tree.skipped]
         parts += [f"{f.path}:{f.role}:{hashlib.sha256(f.data).hexdigest()}" for f in tree.files]
     return parts
-
-
-def _unit_keys(settings: str, units: list[tuple[Profile, QemuTree]]) -> list[str | None]:
-    """A key per unit over what its analysis reads: its files, and a device's CPU unit's."""
-    keys: list[str | None] = []
-    cpu = ""
-    for unit in units:
-        is_cpu = unit[0].unit == "cpu"
-        key = key_of(("unit", settings, "" if is_cpu else cpu, *_unit_content([unit])))
-        if is_cpu:
-            cpu = key
-        keys.append(key)
-    return keys
-
-
-def _units_to_extract(units: list[tuple[Profile, QemuTree]], cached: list[UnitResult | None]) -> list[int]:
-    """The units whose facts the analysis needs: those not cached, and the CPU of
-    a device not cached (its KVM functions are lent to the device)."""
-    needed: set[int] = set()
-    cpu = 0
-    for index, (profile, _) in enumerate(units):
-        if profile.unit == "cpu":
-            cpu = index
-        if cached[index] is None:
-            needed.update((index, cpu))
-    return sorted(needed)
 
 
 def _next_snapshot(reader: TreeReader, previous: TreeSnapshot | None, entries: dict[str, FileEntry]) -> TreeSnapshot:
@@ -409,42 +379,67 @@ def _cached_analyses(cache: FactsCache, key: str, label: str) -> tuple[Analysis,
     return _join(named, part)
 
 
+# The roles of a CPU unit's files whose functions its devices' KVM code calls.
+_LENT_ROLES = ("kvm", "helpers", "accel")
+
+
 def _analyse_each(
     units: list[tuple[Profile, QemuTree]],
     facts_of: Callable[[int], list[FileFacts]],
-    cached: list[UnitResult | None],
-) -> list[UnitResult]:
-    """Each unit's analysis (`cached` ones as they are), from the facts of its files (`facts_of(index)`)."""
+    settings: str,
+    cache: FactsCache | None,
+) -> tuple[list[UnitResult], list[str | None], list[UnitResult | None]]:
+    """Each unit's analysis, from the facts of its files (`facts_of(index)`) or
+    the cache; with each unit's key and what the cache had under it.
+
+    A unit's key covers its files; a device's also what its CPU lends it (a
+    device's KVM code calls into its target CPU's, kvm_has_adjust_clock_stable():
+    it borrows those functions and extends their capability solution), so a
+    change in the CPU's VMState code alone does not join its devices again."""
     results: list[UnitResult] = []
-    # A device's KVM code calls into its target CPU's (kvm_has_adjust_clock_stable()):
-    # it borrows those functions and extends their capability solution.
+    keys: list[str | None] = []
+    hits: list[UnitResult | None] = []
     lent: dict[str, list[Function]] | None = None
-    base: Capabilities | None = None
+    cpu_result: UnitResult | None = None
     cpu = 0
     for index, (profile, tree) in enumerate(units):
         is_cpu = profile.unit == "cpu"
-        hit = cached[index]
         if is_cpu:
             cpu, lent = index, None
+        lender = "" if is_cpu or cpu_result is None else cpu_result.lent_key
+        key = key_of(("unit", settings, lender, *_unit_content([(profile, tree)]))) if cache else None
+        hit = cache.load_entry("units", key, UnitResult) if cache and key else None
+        keys.append(key)
+        hits.append(hit)
         if hit is not None:
-            results.append(replace(hit, analysis=replace(hit.analysis, tree=tree)))
+            result = replace(hit, analysis=replace(hit.analysis, tree=tree))
+        else:
+            facts = facts_of(index)
+            if not is_cpu and lent is None:
+                lent = index_functions(_functions_in(units[cpu][1], facts_of(cpu), *_LENT_ROLES))
+            base = None if is_cpu or cpu_result is None else cpu_result.analysis.capabilities
+            analysis = _analyse_unit(profile, tree, facts, {} if is_cpu else lent or {}, base)
             if is_cpu:
-                base = hit.analysis.capabilities
-            continue
-        facts = facts_of(index)
-        if not is_cpu and lent is None:
-            lent = index_functions(_functions_in(units[cpu][1], facts_of(cpu), "kvm", "helpers", "accel"))
-        analysis = _analyse_unit(profile, tree, facts, {} if is_cpu else lent or {}, None if is_cpu else base)
-        if is_cpu:
-            lent, base = index_functions(_functions_in(tree, facts, "kvm", "helpers", "accel")), analysis.capabilities
-        results.append(
-            UnitResult(
+                lent = index_functions(_functions_in(tree, facts, *_LENT_ROLES))
+            result = UnitResult(
                 analysis,
                 tuple((f.path, f.descriptions) for f in facts if f.descriptions),
                 tuple((f.path, f.references) for f in facts if f.references),
+                _lent_key((profile, tree), analysis.capabilities) if is_cpu else "",
             )
-        )
-    return results
+        if is_cpu:
+            cpu_result = result
+        results.append(result)
+    return results, keys, hits
+
+
+def _lent_key(unit: tuple[Profile, QemuTree], capabilities: Capabilities) -> str:
+    """A key over what a CPU unit lends its devices: its KVM files, and its
+    capability solution as their code can read it (not the locals of its
+    VMState callbacks, which only those functions read)."""
+    lent = [f for f in unit[1].files if f.role in _LENT_ROLES]
+    content = [f"{f.path}:{f.role}:{hashlib.sha256(f.data).hexdigest()}" for f in lent]
+    return key_of(("lent", *content, capabilities.fingerprint({f.path for f in lent})))
 
 
 def analyse(

@@ -213,6 +213,10 @@ class FactsCache:
         facts = self.load_entry("facts", self._facts_key(extraction, path, role, data), FileFacts)
         return facts if facts is not None and facts.path == path else None
 
+    def has_facts(self, extraction: str, path: str, role: str, data: bytes) -> bool:
+        """Whether facts are stored for these bytes (whether they load, load says)."""
+        return self.has_entry("facts", self._facts_key(extraction, path, role, data))
+
     def store(self, extraction: str, path: str, role: str, data: bytes, facts: FileFacts) -> None:
         self.store_entry("facts", self._facts_key(extraction, path, role, data), facts)
 

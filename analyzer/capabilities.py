@@ -12,9 +12,10 @@ read a key changed since are evaluated again: the others would find the same.
 from __future__ import annotations
 
 import functools
+import hashlib
 import heapq
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from .facts.model import Assignment, Call, Expression, Function, Guard
@@ -108,6 +109,24 @@ class Capabilities:
             {key: dict(values) for key, values in base._local_values.items()} if base else {}
         )
         self._solve(tuple(functions))
+
+    def fingerprint(self, read_locals_of: Collection[str]) -> str:
+        """A digest of this solution as code that extends it can see it: every
+        key's probes, and where a local is assigned, but only the locals of
+        functions in the files `read_locals_of` (no other function reads a local)."""
+
+        prefixes = tuple(f"local:{path}:" for path in read_locals_of)
+
+        def seen(key: str) -> bool:
+            return not key.startswith("local:") or key.startswith(prefixes)
+
+        digest = hashlib.sha256(repr(sorted(self.required)).encode())
+        for key in sorted(k for k in self.probes if seen(k)):
+            digest.update(repr((key, sorted(self.probes[key]))).encode())
+        for key in sorted(k for k in self._local_values if seen(k)):
+            values = sorted((line, sorted(probes)) for line, probes in self._local_values[key].items())
+            digest.update(repr((key, values)).encode())
+        return digest.hexdigest()
 
     # -- queries -----------------------------------------------------------
 

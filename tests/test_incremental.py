@@ -265,3 +265,37 @@ def test_a_change_in_a_unit_rewrites_neither_the_inventory_nor_the_snapshot(tmp_
     json = renderer("json")
     assert json(result) == json(audit(tree))
     assert json(audit(tree, cache=FactsCache(cache_dir))) == json(result)  # read back from its parts
+
+
+def test_a_change_in_the_cpu_vmstate_code_alone_does_not_join_its_devices_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import analyzer.audit
+    from analyzer.audit import audit
+    from analyzer.cache import FactsCache
+    from analyzer.reports import renderer
+
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI.parent / "device-kvmclock", tree)  # the i386 CPU and its kvmclock device
+    cache = FactsCache(tmp_path / "cache")
+    assert [a.profile.label for a in audit(tree, cache=cache).analyses] == ["i386", "i386/kvmclock"]
+    joined: list[str] = []
+    original = analyzer.audit._analyse_unit
+
+    def spy(profile: object, *args: object) -> object:
+        joined.append(profile.label)  # type: ignore[attr-defined]
+        return original(profile, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(analyzer.audit, "_analyse_unit", spy)
+    json = renderer("json")
+    machine = tree / "target/i386/machine.c"
+    machine.write_text("/* a line more */\n" + machine.read_text())
+    result = audit(tree, cache=cache)
+    assert joined == ["i386"]  # the device borrows the CPU's KVM code, not its VMState code
+    assert json(result) == json(audit(tree))
+    joined.clear()
+    kvm = tree / "target/i386/kvm/kvm.c"  # what the device's put path calls into
+    kvm.write_text(kvm.read_text() + "/* edited */\n")
+    result = audit(tree, cache=cache)
+    assert joined == ["i386", "i386/kvmclock"]
+    assert json(result) == json(audit(tree))

@@ -95,10 +95,11 @@ class Batch:
             for i, ((path, data, role, _), key) in enumerate(zip(jobs, self.keys, strict=True))
         ]
         unique = sorted(first.values())
-        self.results: dict[int, FileFacts | None] = {
-            i: cache.load(self.keys[i], jobs[i][0], jobs[i][2], jobs[i][1]) if cache else None for i in unique
-        }
-        missing = [i for i in unique if self.results[i] is None]
+        # Cached facts are loaded when first asked for: a unit found in the
+        # cache whole never asks for its files' facts.
+        self.results: dict[int, FileFacts | None] = dict.fromkeys(unique)
+        self._cached = {i for i in unique if cache and cache.has_facts(self.keys[i], *self._file(i))}
+        missing = [i for i in unique if i not in self._cached]
         self.done, self.total = 0, len(missing)
         # The first `in_order` jobs in order, for a caller that uses them as they
         # come; then the largest files first, so that no worker is left with one at the end.
@@ -136,10 +137,19 @@ class Batch:
         found: list[FileFacts] = []
         for i in range(len(self.jobs)) if wanted is None else wanted:
             index = self.same_as[i]
+            if self.results[index] is None and index in self._cached:
+                self._cached.discard(index)
+                self.results[index] = self.cache.load(self.keys[index], *self._file(index)) if self.cache else None
+                if self.results[index] is None:  # damaged since: extracted here
+                    self._store(index, _extract(self.jobs[index], self.profiles), None)
             while (facts := self.results[index]) is None:
                 self._advance(progress)
             found.append(facts)
         return found
+
+    def _file(self, index: int) -> tuple[str, str, bytes]:
+        path, data, role, _ = self.jobs[index]
+        return path, role, data
 
     # -- main process ------------------------------------------------------
 
