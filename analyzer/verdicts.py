@@ -112,6 +112,28 @@ def overlaps(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return a[:n] == b[:n]
 
 
+class PathIndex:
+    """Positions of member paths, to find those that `overlap` a given path
+    without testing each: a CPU unit has hundreds of handoffs, and each field
+    of each subsection asks which of them carry it."""
+
+    def __init__(self, paths: Iterable[tuple[str, ...]]) -> None:
+        self._exact: dict[tuple[str, ...], list[int]] = {}  # path -> positions
+        self._under: dict[tuple[str, ...], list[int]] = {}  # every prefix of a path -> positions
+        for position, path in enumerate(paths):
+            self._exact.setdefault(path, []).append(position)
+            for n in range(len(path) + 1):
+                self._under.setdefault(path[:n], []).append(position)
+
+    def overlapping(self, path: tuple[str, ...]) -> set[int]:
+        """Positions of the paths that contain `path` or that it contains:
+        `X86CPU.env` (handed whole) and `X86CPU.env.xmm_regs.ZMM_Q` for `X86CPU.env.xmm_regs`."""
+        found = set(self._under.get(path, ()))  # itself and those extending it
+        for n in range(len(path)):
+            found.update(self._exact.get(path[:n], ()))  # its proper prefixes
+        return found
+
+
 @cache
 def path_indices(path: str) -> tuple[tuple[str, ...], ...]:
     """The subscripts after each member of `path`, aligned with split_path:
@@ -241,6 +263,11 @@ class Assessor:
     ) -> None:
         self.descriptions = descriptions
         self.handoffs = [(h, split_path(h.state_path), handoff_indices(h)) for h in handoffs]
+        self._handoff_paths = PathIndex(path for _, path, _ in self.handoffs)
+        # What a handoff's guards say, by its position: the same handoff serves many fields.
+        self._guard_summaries: dict[int, tuple[tuple[str, ...], tuple[str, ...], frozenset[Probe]]] = {}
+        # A post_load's verification by its name: most subsections share their CPU's.
+        self._verified: dict[str, tuple[list[str], set[str]]] = {}
         self.functions = functions
         self.capabilities = capabilities
         self.compat = compat
@@ -334,22 +361,15 @@ class Assessor:
         for field in description.fields:
             if _EQUAL_FIELD.search(field.macro):
                 continue
-            carried = self._carried(field, base)
-            sites = [
-                h
-                for h, path, pinned in self.handoffs
-                if any(overlaps(absolute, path) and indices_meet(indices, pinned) for absolute, indices in carried)
-            ]
-            for site in sites:
-                consumers.append(self._consumer(_shown(field), site))
+            positions = self._sites(self._carried(field, base))
+            sites = [self.handoffs[i][0] for i in positions]
+            for i in positions:
+                consumers.append(self._consumer(_shown(field), i))
             if sites and not self._always_delivered([s.guards for s in sites]):
                 guarded.append(_shown(field))
                 guarded_sites.append([s.guards for s in sites])
-                for site in sites:
-                    for guard in site.guards:
-                        for atom in guard.condition.atoms():
-                            for key in self.capabilities.capability_subjects(atom):
-                                required.update(self.capabilities.probes.get(key, ()))
+                for i in positions:
+                    required.update(self._guard_summary(i)[2])
         checks, covering = self._post_load_checks(description, {p.name for p in required})
         model = self._model_check(description, guarded_sites) if guarded and not covering else None
         if not consumers:
@@ -377,6 +397,15 @@ class Assessor:
             model_check=model,
         )
 
+    def _sites(self, carried: list[tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]]) -> list[int]:
+        """Positions, in order, of the handoffs that carry any of the `carried` paths."""
+        found: set[int] = set()
+        for absolute, indices in carried:
+            found.update(
+                i for i in self._handoff_paths.overlapping(absolute) if indices_meet(indices, self.handoffs[i][2])
+            )
+        return sorted(found)
+
     def _defined_at(self, name: str | None, near: str) -> tuple[str, int] | None:
         """Where function `name` is defined, preferring the file that names it."""
         if not name or name not in self.functions:
@@ -384,7 +413,15 @@ class Assessor:
         candidates = sorted(self.functions[name], key=lambda f: (f.path != near, f.path, f.line))
         return candidates[0].path, candidates[0].line
 
-    def _consumer(self, field: str, handoff: Handoff) -> Consumer:
+    def _consumer(self, field: str, position: int) -> Consumer:
+        guards, capability, probes = self._guard_summary(position)
+        return Consumer(field, self.handoffs[position][0], guards, capability, tuple(sorted(probes)))
+
+    def _guard_summary(self, position: int) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[Probe]]:
+        """A handoff's guards as written, the capabilities they name, and the probes behind those."""
+        if position in self._guard_summaries:
+            return self._guard_summaries[position]
+        handoff = self.handoffs[position][0]
         guards = tuple(g.describe() for g in handoff.guards)
         capability: list[str] = []
         probes: set[Probe] = set()
@@ -395,7 +432,8 @@ class Assessor:
                     name = written_name(key, atom.text)
                     if name not in capability:
                         capability.append(name)
-        return Consumer(field, handoff, guards, tuple(capability), tuple(sorted(probes)))
+        summary = self._guard_summaries[position] = (guards, tuple(capability), frozenset(probes))
+        return summary
 
     def _needed_features(self, description: Description) -> set[str]:
         """CPU-model features every true return of needed() implies:
@@ -483,7 +521,9 @@ class Assessor:
         for owner in [description, *self.ancestors(description.symbol)]:
             if not owner.post_load:
                 continue
-            verified_names, probes = self._verified_by(owner.post_load)
+            if owner.post_load not in self._verified:
+                self._verified[owner.post_load] = self._verified_by(owner.post_load)
+            verified_names, probes = self._verified[owner.post_load]
             names.extend(n for n in verified_names if n not in names)
             if covering is None and required & probes:
                 covering = owner.post_load

@@ -10,7 +10,7 @@ import pytest
 from analyzer.audit import AuditResult, audit
 from analyzer.facts.extract import extract_file
 from analyzer.profile import load_profile, load_units
-from analyzer.verdicts import SubsectionReport, indices_meet, overlaps, path_indices, split_path
+from analyzer.verdicts import PathIndex, SubsectionReport, indices_meet, overlaps, path_indices, split_path
 from support import FIXTURES, MINI, OLD_LAYOUT
 
 
@@ -245,6 +245,36 @@ def test_pinned_subscripts_select_elements(field: str, handoff: str, meet: bool)
     field_indices = ((),) * len(base) + path_indices(field)
     assert overlaps(base + split_path(field), split_path(handoff))
     assert indices_meet(field_indices, path_indices(handoff)) is meet
+
+
+_HANDOFF_PATHS = [
+    "X86CPU.env",  # handed whole: a prefix of the field's path
+    "X86CPU.env.xmm_regs.ZMM_Q",  # extends it
+    "X86CPU.env.xmm_regs",  # the field's own path
+    "X86CPU.env.xmm",  # a prefix as text, not as members
+    "X86CPU.envx",
+    "X86CPU.env.fpregs",
+    "X86CPU.env.xmm_regs",  # a second handoff of the same path
+    "KVMClockState.clock",
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("X86CPU.env.xmm_regs", {0, 1, 2, 6}),
+        ("X86CPU.env", {0, 1, 2, 3, 5, 6}),
+        ("X86CPU", {0, 1, 2, 3, 4, 5, 6}),
+        ("X86CPU.env.xmm_regs.ZMM_Q.lo", {0, 1, 2, 6}),
+        ("X86CPU.env.cr", {0}),
+        ("KVMClockState", {7}),
+    ],
+)
+def test_path_index_finds_every_overlapping_path(field: str, expected: set[int]) -> None:
+    paths = [split_path(p) for p in _HANDOFF_PATHS]
+    found = PathIndex(paths).overlapping(split_path(field))
+    assert found == expected
+    assert found == {i for i, path in enumerate(paths) if overlaps(split_path(field), path)}
 
 
 @pytest.mark.parametrize(
