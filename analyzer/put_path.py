@@ -62,26 +62,31 @@ def _sink_parameters(by_name: Mapping[str, list[Function]], profile: Profile) ->
     `kvm_msr_entry_add(cpu, index, value)` sinks `value`; `freq_within_bounds`
     only compares its arguments and sinks none."""
     sinks: dict[str, set[int]] = {name: set() for name in by_name}
+    # What each function's locals hold, and what it stores outside them, do not
+    # depend on the other functions' sinks: find them once, not every round.
+    held: list[tuple[str, Function, dict[str, set[int]]]] = []
+    for name, definitions in by_name.items():
+        for function in definitions:
+            carried = _parameters_in_locals(function)
+            held.append((name, function, carried))
+            for assignment in function.assignments:
+                if not assignment.target.startswith("local:"):
+                    sinks[name].update(p for s in assignment.value.subjects for p in carried.get(s, ()))
     changed = True
     while changed:
         changed = False
-        for name, definitions in by_name.items():
-            for function in definitions:
-                carried = _parameters_in_locals(function)
-                found: set[int] = set()
-                for assignment in function.assignments:
-                    if not assignment.target.startswith("local:"):
-                        found.update(p for s in assignment.value.subjects for p in carried.get(s, ()))
-                for call in function.calls:
-                    if profile.is_ignored_call(call.callee):
+        for name, function, carried in held:
+            found: set[int] = set()
+            for call in function.calls:
+                if profile.is_ignored_call(call.callee):
+                    continue
+                for index, argument in enumerate(call.arguments):
+                    if not _passes_on(call.callee, index, by_name, sinks):
                         continue
-                    for index, argument in enumerate(call.arguments):
-                        if not _passes_on(call.callee, index, by_name, sinks):
-                            continue
-                        found.update(p for s in argument.subjects for p in carried.get(s, ()))
-                if not found <= sinks[name]:
-                    sinks[name] |= found
-                    changed = True
+                    found.update(p for s in argument.subjects for p in carried.get(s, ()))
+            if not found <= sinks[name]:
+                sinks[name] |= found
+                changed = True
     return sinks
 
 
@@ -203,17 +208,52 @@ class _LocalCopies:
         return found
 
 
-def _handoff(
-    function: Function,
-    chain: tuple[str, ...],
-    site: Call | Assignment,
-    guards: tuple[Guard, ...],
-    state_path: str,
-    how: str,
-    source: Expression | None = None,
-) -> Handoff:
+# A handoff as one function makes it, whatever path reached it: the call or
+# assignment, the guards inside the function, the state path, how, the source text.
+_Site = tuple[Call | Assignment, tuple[Guard, ...], str, str, str]
+
+
+def _site(
+    site: Call | Assignment, guards: tuple[Guard, ...], state_path: str, how: str, source: Expression | None = None
+) -> _Site:
     text = source.text if source is not None and state_path in source.fields else ""
-    return Handoff(state_path, function.name, function.path, site.line, site.column, how, guards, chain, text)
+    return site, guards, state_path, how, text
+
+
+def _function_sites(
+    function: Function,
+    profile: Profile,
+    by_name: Mapping[str, list[Function]],
+    readers: Mapping[str, list[tuple[str, TableEntry]]],
+    sinks: dict[str, set[int]],
+) -> list[_Site]:
+    """The handoffs `function` makes, with only its own guards."""
+    copies = _LocalCopies(function, profile)
+    sites: list[_Site] = []
+    for call in function.calls:
+        for state_path, entry in readers.get(call.callee, ()):
+            how = f"read by {call.callee}() from {entry.table}[] ({entry.path}:{entry.line})"
+            sites.append(_site(call, call.guards, state_path, how))
+        for request in sorted({c for a in call.arguments for c in a.constants} & profile.shared_buffers.keys()):
+            for state_path in profile.shared_buffers[request]:
+                if _is_member(state_path, profile):  # not another unit's buffer (lent KVM code)
+                    how = f"shared with KVM, reread on {request} passed to {call.callee}()"
+                    sites.append(_site(call, call.guards, state_path, how))
+        if not profile.is_ignored_call(call.callee):
+            for index, argument in enumerate(call.arguments):
+                if not _passes_on(call.callee, index, by_name, sinks):
+                    continue  # a helper of ours that does not pass this argument on
+                for state_path in copies.carried(argument, call.line, call.guards):
+                    if _is_member(state_path, profile):
+                        sites.append(_site(call, call.guards, state_path, f"passed to {call.callee}()", argument))
+    for assignment in function.assignments:
+        if profile.is_state_key(assignment.target) or assignment.target.startswith("local:"):
+            continue
+        for state_path in copies.carried(assignment.value, assignment.line, assignment.guards):
+            if _is_member(state_path, profile):
+                how = f"copied into {assignment.target_text}"
+                sites.append(_site(assignment, assignment.guards, state_path, how, assignment.value))
+    return sites
 
 
 def find_handoffs(
@@ -232,38 +272,31 @@ def find_handoffs(
     sinks = _sink_parameters(by_name, profile)
     handoffs: set[Handoff] = set()
     edges: set[CallEdge] = set()
+    # The walk reaches a function once per call path (the CPU's helpers several
+    # times each): what it hands over is found once, only the guards and chain
+    # of the path differ. By id: the functions outlive this call.
+    made: dict[int, list[_Site]] = {}
     for function, guards, chain in _walk(by_name, profile.put_entry_points):
-        copies = _LocalCopies(function, profile)
-
+        if id(function) not in made:
+            made[id(function)] = _function_sites(function, profile, by_name, readers, sinks)
+        for site, site_guards, state_path, how, text in made[id(function)]:
+            handoffs.add(
+                Handoff(
+                    state_path,
+                    function.name,
+                    function.path,
+                    site.line,
+                    site.column,
+                    how,
+                    (*guards, *site_guards),
+                    chain,
+                    text,
+                )
+            )
         for call in function.calls:
-            call_guards = (*guards, *call.guards)
-            for state_path, entry in readers.get(call.callee, ()):
-                how = f"read by {call.callee}() from {entry.table}[] ({entry.path}:{entry.line})"
-                handoffs.add(_handoff(function, chain, call, call_guards, state_path, how))
-            for request in sorted({c for a in call.arguments for c in a.constants} & profile.shared_buffers.keys()):
-                for state_path in profile.shared_buffers[request]:
-                    if _is_member(state_path, profile):  # not another unit's buffer (lent KVM code)
-                        how = f"shared with KVM, reread on {request} passed to {call.callee}()"
-                        handoffs.add(_handoff(function, chain, call, call_guards, state_path, how))
-            if not profile.is_ignored_call(call.callee):
-                for index, argument in enumerate(call.arguments):
-                    if not _passes_on(call.callee, index, by_name, sinks):
-                        continue  # a helper of ours that does not pass this argument on
-                    for state_path in copies.carried(argument, call.line, call.guards):
-                        if _is_member(state_path, profile):
-                            how = f"passed to {call.callee}()"
-                            handoffs.add(_handoff(function, chain, call, call_guards, state_path, how, argument))
             if call.callee in by_name and call.callee not in chain and len(chain) < _MAX_DEPTH:
                 for callee in by_name[call.callee]:
                     edges.add(CallEdge(function.name, callee.name, function.path, call.line, callee.path))
-        for assignment in function.assignments:
-            if profile.is_state_key(assignment.target) or assignment.target.startswith("local:"):
-                continue
-            for state_path in copies.carried(assignment.value, assignment.line, assignment.guards):
-                if _is_member(state_path, profile):
-                    how = f"copied into {assignment.target_text}"
-                    site_guards = (*guards, *assignment.guards)
-                    handoffs.add(_handoff(function, chain, assignment, site_guards, state_path, how, assignment.value))
     ordered = sorted(handoffs, key=lambda h: (h.path, h.line, h.column, h.state_path, h.chain))
     return ordered, sorted(edges, key=lambda e: (e.path, e.line, e.callee))
 
