@@ -50,10 +50,13 @@ def _is_member(path: str, profile: Profile) -> bool:
 
 def _passes_on(callee: str, index: int, by_name: Mapping[str, list[Function]], sinks: dict[str, set[int]]) -> bool:
     """Whether argument `index` of a call to `callee` leaves for KVM (or somewhere we cannot see)."""
-    if callee not in by_name:
-        return True
-    # Variadic arguments (`kvm_vcpu_ioctl(cpu, type, ...)`) are passed on by definition.
-    return index in sinks[callee] or all(index >= len(f.parameters) for f in by_name[callee])
+    return _always_passes_on(callee, index, by_name) or index in sinks[callee]
+
+
+def _always_passes_on(callee: str, index: int, by_name: Mapping[str, list[Function]]) -> bool:
+    """Whether argument `index` of a call to `callee` leaves whatever `callee` does with it:
+    a function not ours, or one of its variadic arguments (`kvm_vcpu_ioctl(cpu, type, ...)`)."""
+    return callee not in by_name or all(index >= len(f.parameters) for f in by_name[callee])
 
 
 def _sink_parameters(by_name: Mapping[str, list[Function]], profile: Profile) -> dict[str, set[int]]:
@@ -62,31 +65,37 @@ def _sink_parameters(by_name: Mapping[str, list[Function]], profile: Profile) ->
     `kvm_msr_entry_add(cpu, index, value)` sinks `value`; `freq_within_bounds`
     only compares its arguments and sinks none."""
     sinks: dict[str, set[int]] = {name: set() for name in by_name}
-    # What each function's locals hold, and what it stores outside them, do not
-    # depend on the other functions' sinks: find them once, not every round.
-    held: list[tuple[str, Function, dict[str, set[int]]]] = []
+    # What a function stores outside its locals, or passes to a call that leaves
+    # for KVM whatever we find, does not depend on what other functions sink:
+    # found once. What it passes to one of ours waits on that one's sinks, so a
+    # function is looked at again only when a callee's sinks grew.
+    waiting: dict[str, list[tuple[str, int, set[int]]]] = {name: [] for name in by_name}  # callee, index, parameters
+    callers: dict[str, set[str]] = {}
     for name, definitions in by_name.items():
         for function in definitions:
             carried = _parameters_in_locals(function)
-            held.append((name, function, carried))
             for assignment in function.assignments:
                 if not assignment.target.startswith("local:"):
                     sinks[name].update(p for s in assignment.value.subjects for p in carried.get(s, ()))
-    changed = True
-    while changed:
-        changed = False
-        for name, function, carried in held:
-            found: set[int] = set()
             for call in function.calls:
                 if profile.is_ignored_call(call.callee):
                     continue
                 for index, argument in enumerate(call.arguments):
-                    if not _passes_on(call.callee, index, by_name, sinks):
+                    held = {p for s in argument.subjects for p in carried.get(s, ())}
+                    if not held:
                         continue
-                    found.update(p for s in argument.subjects for p in carried.get(s, ()))
-            if not found <= sinks[name]:
-                sinks[name] |= found
-                changed = True
+                    if _always_passes_on(call.callee, index, by_name):
+                        sinks[name] |= held
+                    else:
+                        waiting[name].append((call.callee, index, held))
+                        callers.setdefault(call.callee, set()).add(name)
+    pending = set(by_name)
+    while pending:
+        name = pending.pop()
+        found = {p for callee, index, held in waiting[name] if index in sinks[callee] for p in held}
+        if not found <= sinks[name]:
+            sinks[name] |= found
+            pending |= callers.get(name, set())
     return sinks
 
 
