@@ -10,7 +10,7 @@ from itertools import product
 
 from .capabilities import Capabilities, Probe
 from .compat import CompatIndex, CompatMitigation
-from .facts.model import Condition, Description, Function, Guard, VMStateField
+from .facts.model import Condition, Description, Expression, Function, Guard, VMStateField
 from .profile import CpuModel
 from .put_path import Handoff
 
@@ -268,6 +268,9 @@ class Assessor:
         self._guard_summaries: dict[int, tuple[tuple[str, ...], tuple[str, ...], frozenset[Probe]]] = {}
         # A post_load's verification by its name: most subsections share their CPU's.
         self._verified: dict[str, tuple[list[str], set[str]]] = {}
+        # The same guard conditions recur on many handoffs, and the same handoffs on many fields.
+        self._subjects: dict[Expression, list[str]] = {}
+        self._delivered: dict[tuple[int, ...], bool] = {}
         self.functions = functions
         self.capabilities = capabilities
         self.compat = compat
@@ -365,7 +368,7 @@ class Assessor:
             sites = [self.handoffs[i][0] for i in positions]
             for i in positions:
                 consumers.append(self._consumer(_shown(field), i))
-            if sites and not self._always_delivered([s.guards for s in sites]):
+            if sites and not self._always_delivered_by(positions):
                 guarded.append(_shown(field))
                 guarded_sites.append([s.guards for s in sites])
                 for i in positions:
@@ -427,7 +430,7 @@ class Assessor:
         probes: set[Probe] = set()
         for guard in handoff.guards:
             for atom in guard.condition.atoms():
-                for key in self.capabilities.capability_subjects(atom):
+                for key in self._capability_subjects(atom):
                     probes.update(self.capabilities.probes.get(key, ()))
                     name = written_name(key, atom.text)
                     if name not in capability:
@@ -476,7 +479,7 @@ class Assessor:
             for guards in sites:
                 for guard in guards:
                     for leaf in guard.condition.leaves():
-                        if leaf.atom is None or not self.capabilities.is_host_capability(leaf.atom):
+                        if leaf.atom is None or not self._capability_subjects(leaf.atom):
                             continue
                         named = set(leaf.atom.constants) & paired
                         if named and named <= vouched:
@@ -492,6 +495,19 @@ class Assessor:
             tuple(g for _, g in pairs),
         )
 
+    def _capability_subjects(self, expression: Expression) -> list[str]:
+        """`Capabilities.capability_subjects`, asked once per distinct expression."""
+        if expression not in self._subjects:
+            self._subjects[expression] = self.capabilities.capability_subjects(expression)
+        return self._subjects[expression]
+
+    def _always_delivered_by(self, positions: list[int]) -> bool:
+        """`_always_delivered` for the sites of the handoffs at `positions`, decided once per set of them."""
+        key = tuple(positions)
+        if key not in self._delivered:
+            self._delivered[key] = self._always_delivered([self.handoffs[i][0].guards for i in positions])
+        return self._delivered[key]
+
     def _always_delivered(self, sites: list[tuple[Guard, ...]], given: Mapping[str, bool] | None = None) -> bool:
         """True when, whatever the host capabilities (those in `given` fixed), some site hands the field over."""
         given = given or {}
@@ -501,7 +517,7 @@ class Assessor:
                 for guards in sites
                 for guard in guards
                 for atom in guard.condition.leaves()
-                if atom.atom is not None and self.capabilities.is_host_capability(atom.atom) and atom.text not in given
+                if atom.atom is not None and self._capability_subjects(atom.atom) and atom.text not in given
             }
         )
         if not atoms and not given:
@@ -571,7 +587,7 @@ class Assessor:
         if guard.kind == "case":
             return []
         leaves = guard.condition.leaves()
-        keys = {leaf.text: self.capabilities.capability_subjects(leaf.atom) for leaf in leaves if leaf.atom is not None}
+        keys = {leaf.text: self._capability_subjects(leaf.atom) for leaf in leaves if leaf.atom is not None}
         atoms = sorted(text for text, found in keys.items() if found)
         if not atoms or len(atoms) > _MAX_ATOMS:
             return []
