@@ -135,7 +135,7 @@ class _ListRules(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .prove.qemu import DEFAULT_CPU
+    from .prove import DEFAULT_CPU
     from .reports import FINDING_FORMATS, GRAPH_FORMATS, PROOF_FORMATS
 
     parser = _Parser(

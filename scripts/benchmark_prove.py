@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from analyzer.prove import DEFAULT_CPU
 from analyzer.prove.build import BINARY, prove_cache_directory
 from analyzer.prove.firmware import firmware_image
-from analyzer.prove.qemu import DEFAULT_CPU
 
 
 def _timed(command: list[str]) -> float:

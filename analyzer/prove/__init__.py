@@ -10,3 +10,10 @@ from collections.abc import Callable
 
 # A long step's one-line message (a build's [n/total], a migration), for a terminal.
 Progress = Callable[[str], None]
+
+# `-cpu host` gives the guest every feature the host's KVM offers. Some nested
+# hosts list MSR_IA32_ARCH_CAPABILITIES as a feature MSR yet refuse QEMU's own
+# write of it at start; no subsection depends on it. Here rather than in
+# qemu.py: `prove --help` names it, and building the command line must not
+# import prove's machinery (sockets, subprocesses) into every command.
+DEFAULT_CPU = "host,-arch-capabilities"

@@ -36,12 +36,6 @@ _MACHINE = (
 )
 
 
-# `-cpu host` gives the guest every feature the host's KVM offers. Some nested
-# hosts list MSR_IA32_ARCH_CAPABILITIES as a feature MSR yet refuse QEMU's own
-# write of it at start; no subsection depends on it.
-DEFAULT_CPU = "host,-arch-capabilities"
-
-
 class QemuError(InputError):
     """A QEMU process failed or did not answer in time; the message says which and what it printed.
 

@@ -13,14 +13,13 @@ from pathlib import Path
 from ..audit import Analysis, AuditResult
 from ..errors import InputError
 from ..verdicts import SubsectionReport
-from . import Progress
+from . import DEFAULT_CPU, Progress
 from .build import QemuBuild, build_qemu, given_binary
 from .constants import read_defines
 from .experiment import Observation, run_experiment
 from .host import host_kvm
 from .interposer import build_interposer
 from .plan import Plan, plan_for
-from .qemu import DEFAULT_CPU
 from .results import Proof, classify, classify_patched, not_attempted
 
 TARGET = "i386"
