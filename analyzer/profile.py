@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
@@ -148,8 +148,16 @@ def _strings(table: dict[str, Any], key: str) -> tuple[str, ...]:
 
 def available_targets() -> list[str]:
     """The targets that have a profile in rules/targets/."""
+    return list(_target_names())
+
+
+# Profiles are package data, fixed for the life of the process: the command line
+# lists them for --target, and an audit opens each one to see whether the tree
+# has its target, then again to open its units. Each is read and parsed once.
+@cache
+def _target_names() -> tuple[str, ...]:
     directory = resources.files("analyzer.rules").joinpath("targets")
-    return sorted(entry.name.removesuffix(".toml") for entry in directory.iterdir() if entry.name.endswith(".toml"))
+    return tuple(sorted(e.name.removesuffix(".toml") for e in directory.iterdir() if e.name.endswith(".toml")))
 
 
 def _read(target: str) -> dict[str, Any]:
@@ -161,9 +169,10 @@ def _read(target: str) -> dict[str, Any]:
 
 def load_profile(target: str) -> Profile:
     """The CPU unit of the profile shipped as `rules/targets/<target>.toml`."""
-    return _cpu_profile(_read(target))
+    return load_units(target)[0]
 
 
+@cache
 def load_units(target: str) -> tuple[Profile, ...]:
     """The target's CPU, then each KVM-backed device its profile lists under [[devices]].
 
