@@ -463,3 +463,27 @@ def test_an_empty_home_does_not_put_the_cache_at_the_root(monkeypatch: pytest.Mo
     assert cache_directory() == home / ".cache/vmstate-guard/facts"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # invalid: ignored
     assert cache_directory() == home / ".cache/vmstate-guard/facts"
+
+
+def test_each_target_profile_is_parsed_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tomllib
+
+    import analyzer.profile
+    from analyzer.audit import audit
+    from analyzer.profile import available_targets, load_units
+
+    parsed: list[str] = []
+    real_loads = tomllib.loads
+
+    def counting(text: str) -> dict[str, object]:
+        parsed.append(text)
+        return real_loads(text)
+
+    monkeypatch.setattr(analyzer.profile.tomllib, "loads", counting)
+    load_units.cache_clear()
+    try:
+        audit(MINI)  # present_targets opens every profile, then _open_units the tree's
+        audit(MINI)
+        assert len(parsed) == len(available_targets())
+    finally:
+        load_units.cache_clear()  # not keep the counted parse's profiles for other tests
