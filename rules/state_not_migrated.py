@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..findings import Finding, Location, Related
-from ..verdicts import overlaps, split_path
+from ..verdicts import PathIndex, split_path
 from .meta import RuleInfo
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ INFO = RuleInfo(
 
 
 def check(analysis: Analysis) -> Iterator[Finding]:
-    migrated = [split_path(path) for path in analysis.migrated]
+    # Indexed: each of hundreds of handoffs asks whether any of hundreds of carried paths overlaps it.
+    migrated = PathIndex(split_path(path) for path in analysis.migrated)
     # qdev properties (`DEFINE_PROP_UINT32("num-irq", GICState, num_irq, 32)`) are
     # configuration, set alike on both ends: not state a migration must carry.
     configured = {
@@ -73,7 +74,7 @@ def check(analysis: Analysis) -> Iterator[Finding]:
         if any(split_path(path)[: len(m)] == m for m in model):
             continue
         members = split_path(path)
-        if any(overlaps(members, carried) for carried in migrated):
+        if migrated.overlapping(members):
             continue
         reported.add(path)
         back = read_back[path]
