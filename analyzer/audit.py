@@ -49,7 +49,7 @@ from .tree import (
     UnusableRequiredFileError,
     open_tree,
 )
-from .verdicts import Assessor, SubsectionReport, overlaps, split_path
+from .verdicts import Assessor, PathIndex, SubsectionReport, split_path
 
 if TYPE_CHECKING:
     from .prove.run import ProofRun
@@ -664,8 +664,7 @@ def _migrated_paths(
     callbacks = {c for d in descriptions.values() for c in (d.pre_save, d.post_load) if c}
     assignments = [a for f in _reachable(callbacks, functions) for a in f.assignments if profile.is_state_key(a.target)]
 
-    def is_carried(path: str) -> bool:
-        return any(overlaps(split_path(path), split_path(c)) for c in carried)
+    index = PathIndex(split_path(c) for c in carried)  # asked again for every assignment, every round
 
     changed = True
     while changed:
@@ -674,8 +673,11 @@ def _migrated_paths(
             target = assignment.target.removeprefix("field:")
             sources = [f for f in assignment.value.fields if f.startswith(target.split(".", 1)[0])]
             linked = [target, *sources]
-            if any(is_carried(p) for p in linked) and not all(p in carried for p in linked):
-                carried.update(linked)
+            if any(index.overlapping(split_path(p)) for p in linked) and not all(p in carried for p in linked):
+                for path in linked:
+                    if path not in carried:
+                        carried.add(path)
+                        index.add(split_path(path))
                 changed = True
     return sorted(carried)
 

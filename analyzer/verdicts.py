@@ -117,13 +117,19 @@ class PathIndex:
     without testing each: a CPU unit has hundreds of handoffs, and each field
     of each subsection asks which of them carry it."""
 
-    def __init__(self, paths: Iterable[tuple[str, ...]]) -> None:
+    def __init__(self, paths: Iterable[tuple[str, ...]] = ()) -> None:
         self._exact: dict[tuple[str, ...], list[int]] = {}  # path -> positions
         self._under: dict[tuple[str, ...], list[int]] = {}  # every prefix of a path -> positions
-        for position, path in enumerate(paths):
-            self._exact.setdefault(path, []).append(position)
-            for n in range(len(path) + 1):
-                self._under.setdefault(path[:n], []).append(position)
+        self._size = 0
+        for path in paths:
+            self.add(path)
+
+    def add(self, path: tuple[str, ...]) -> None:
+        """Index `path` at the next position."""
+        position, self._size = self._size, self._size + 1
+        self._exact.setdefault(path, []).append(position)
+        for n in range(len(path) + 1):
+            self._under.setdefault(path[:n], []).append(position)
 
     def overlapping(self, path: tuple[str, ...]) -> set[int]:
         """Positions of the paths that contain `path` or that it contains:
