@@ -206,6 +206,34 @@ def test_batch_gives_the_facts_asked_for_in_that_order() -> None:
         assert [f.path for f in batch.facts()] == [f"f{i}.c" for i in range(9)]
 
 
+def test_a_batch_loads_cached_facts_only_when_asked_for_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import analyzer.facts.batch
+    from analyzer.facts.batch import Batch
+    from analyzer.profile import load_profile
+
+    profiles = [load_profile("i386")]
+    jobs = [(f"f{i}.c", f"int f{i}(void) {{ return {i}; }}\n".encode(), "kvm", 0) for i in range(4)]
+    cache = FactsCache(tmp_path / "cache")
+    with Batch(jobs, profiles, cache) as batch:
+        expected = batch.facts()
+    loaded: list[str] = []
+    real_load = FactsCache.load
+
+    def spy(self: FactsCache, extraction: str, path: str, role: str, data: bytes) -> object:
+        loaded.append(path)
+        return real_load(self, extraction, path, role, data)
+
+    def no_extraction(*args: object) -> None:
+        raise AssertionError("cached facts were extracted again")
+
+    monkeypatch.setattr(FactsCache, "load", spy)
+    monkeypatch.setattr(analyzer.facts.batch, "extract_file", no_extraction)
+    with Batch(jobs, profiles, cache) as batch:
+        assert loaded == []  # a unit found whole in the cache never asks
+        assert batch.facts(wanted=[2]) == [expected[2]]
+        assert loaded == ["f2.c"]
+
+
 def _slow_jobs(count: int) -> list[tuple[str, bytes, str, int]]:
     return [(f"f{i}.c", f"int f{i}(void) {{ return {i}; }}\n".encode(), "kvm", 0) for i in range(count)]
 
