@@ -310,3 +310,34 @@ def test_a_change_in_the_cpu_vmstate_code_alone_does_not_join_its_devices_again(
     result = audit(tree, cache=cache)
     assert joined == ["i386", "i386/kvmclock"]
     assert json(result) == json(audit(tree))
+
+
+def test_the_inventory_takes_the_stat_data_the_stamps_took(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzer.audit import audit
+    from analyzer.cache import FactsCache
+    from analyzer.tree import DirectoryReader
+
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    hour_ago = time.time_ns() - 3600 * 10**9
+    for path in tree.rglob("*"):
+        os.utime(path, ns=(hour_ago, hour_ago))
+    cache = FactsCache(tmp_path / "cache")
+    audit(tree, cache=cache)
+    machine = tree / "target/i386/machine.c"
+    machine.write_text(machine.read_text() + "/* edited */\n")  # racy: the tree's stamp is not taken
+    stats: list[str] = []
+    real_stat = os.stat
+
+    def counting(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        stats.append(str(path))
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", counting)
+    reader = DirectoryReader(tree)
+    audit(reader, cache=cache)
+    first = audit(reader, cache=cache)  # the same reader again: stat data taken afresh
+    files = [p for p in stats if p.endswith((".c", ".h", ".inc"))]
+    repeated = [p for p in set(files) if files.count(p) > 2]  # more than once a run
+    assert not repeated, repeated[:3]
+    assert first.findings == audit(tree).findings
