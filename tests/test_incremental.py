@@ -185,10 +185,24 @@ def test_a_same_length_edit_in_the_stamps_tick_is_seen(tmp_path: Path, monkeypat
     assert json(result) == json(audit(tree))
 
 
+def _units_joined(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The labels of the units joined from now on, in order (not those found in the cache)."""
+    import analyzer.audit
+
+    joined: list[str] = []
+    original = analyzer.audit._analyse_unit
+
+    def spy(profile: object, *args: object) -> object:
+        joined.append(profile.label)  # type: ignore[attr-defined]
+        return original(profile, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(analyzer.audit, "_analyse_unit", spy)
+    return joined
+
+
 def test_a_change_joins_again_only_the_units_whose_files_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import analyzer.audit
     from analyzer.audit import audit
     from analyzer.cache import FactsCache
     from analyzer.reports import renderer
@@ -199,14 +213,7 @@ def test_a_change_joins_again_only_the_units_whose_files_changed(
     cache = FactsCache(tmp_path / "cache")
     first = audit(tree, cache=cache)
     assert [a.profile.label for a in first.analyses][:1] == ["arm"]
-    joined: list[str] = []
-    original = analyzer.audit._analyse_unit
-
-    def spy(profile: object, *args: object) -> object:
-        joined.append(profile.label)  # type: ignore[attr-defined]
-        return original(profile, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(analyzer.audit, "_analyse_unit", spy)
+    joined = _units_joined(monkeypatch)
     machine = tree / "target/i386/machine.c"
     machine.write_text(machine.read_text().replace("        &vmstate_xcr0,\n", ""))
     result = audit(tree, cache=cache)
@@ -281,7 +288,6 @@ def test_a_change_in_a_unit_rewrites_neither_the_inventory_nor_the_snapshot(tmp_
 def test_a_change_in_the_cpu_vmstate_code_alone_does_not_join_its_devices_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import analyzer.audit
     from analyzer.audit import audit
     from analyzer.cache import FactsCache
     from analyzer.reports import renderer
@@ -290,14 +296,7 @@ def test_a_change_in_the_cpu_vmstate_code_alone_does_not_join_its_devices_again(
     shutil.copytree(MINI.parent / "device-kvmclock", tree)  # the i386 CPU and its kvmclock device
     cache = FactsCache(tmp_path / "cache")
     assert [a.profile.label for a in audit(tree, cache=cache).analyses] == ["i386", "i386/kvmclock"]
-    joined: list[str] = []
-    original = analyzer.audit._analyse_unit
-
-    def spy(profile: object, *args: object) -> object:
-        joined.append(profile.label)  # type: ignore[attr-defined]
-        return original(profile, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(analyzer.audit, "_analyse_unit", spy)
+    joined = _units_joined(monkeypatch)
     json = renderer("json")
     machine = tree / "target/i386/machine.c"
     machine.write_text("/* a line more */\n" + machine.read_text())
