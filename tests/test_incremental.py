@@ -153,6 +153,16 @@ class _CoarseStat:
         return getattr(self._real, name)
 
 
+def _aged_copy(tmp_path: Path) -> Path:
+    """A copy of qemu-mini last modified an hour ago: its files are known by their stat data (not racy)."""
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    hour_ago = time.time_ns() - 3600 * 10**9
+    for path in tree.rglob("*"):
+        os.utime(path, ns=(hour_ago, hour_ago))
+    return tree
+
+
 def test_a_same_length_edit_in_the_stamps_tick_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from analyzer.audit import audit
     from analyzer.cache import FactsCache
@@ -160,11 +170,7 @@ def test_a_same_length_edit_in_the_stamps_tick_is_seen(tmp_path: Path, monkeypat
 
     real_stat = os.stat
     monkeypatch.setattr(os, "stat", lambda *a, **k: _CoarseStat(real_stat(*a, **k)))
-    tree = tmp_path / "qemu"
-    shutil.copytree(MINI, tree)
-    hour_ago = time.time_ns() - 3600 * 10**9
-    for path in tree.rglob("*"):
-        os.utime(path, ns=(hour_ago, hour_ago))
+    tree = _aged_copy(tmp_path)
     cache = FactsCache(tmp_path / "cache")
     audit(tree, cache=cache)
     machine = tree / "target/i386/machine.c"
@@ -262,11 +268,7 @@ def test_a_change_in_a_unit_rewrites_neither_the_inventory_nor_the_snapshot(tmp_
     from analyzer.cache import FactsCache
     from analyzer.reports import renderer
 
-    tree = tmp_path / "qemu"
-    shutil.copytree(MINI, tree)
-    hour_ago = time.time_ns() - 3600 * 10**9
-    for path in tree.rglob("*"):
-        os.utime(path, ns=(hour_ago, hour_ago))  # not racy: known by stat data
+    tree = _aged_copy(tmp_path)
     cache_dir = tmp_path / "cache"
     audit(tree, cache=FactsCache(cache_dir))
 
@@ -316,11 +318,7 @@ def test_the_inventory_takes_the_stat_data_the_stamps_took(tmp_path: Path, monke
     from analyzer.cache import FactsCache
     from analyzer.tree import DirectoryReader
 
-    tree = tmp_path / "qemu"
-    shutil.copytree(MINI, tree)
-    hour_ago = time.time_ns() - 3600 * 10**9
-    for path in tree.rglob("*"):
-        os.utime(path, ns=(hour_ago, hour_ago))
+    tree = _aged_copy(tmp_path)
     cache = FactsCache(tmp_path / "cache")
     audit(tree, cache=cache)
     machine = tree / "target/i386/machine.c"
