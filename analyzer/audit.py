@@ -355,7 +355,7 @@ def _next_snapshot(reader: TreeReader, previous: TreeSnapshot | None, entries: d
     of files whose bytes the snapshot's directory run saw. `previous` itself
     when this run learned nothing new (it is then not written again)."""
     merged = dict(previous.entries) if previous is not None else {}
-    changed = previous is None
+    changed = False
     for path, entry in entries.items():
         prior = merged.get(path)
         if entry.stat is None and prior is not None and prior.blob == entry.blob and prior.stat is not None:
