@@ -372,9 +372,13 @@ def _cached_analyses(cache: FactsCache, key: str, label: str) -> tuple[Analysis,
     if stored is None:
         return None
     part = cache.load_entry("inventory", stored.inventory, InventoryPart)
-    results = [cache.load_entry("units", unit, UnitResult) for unit in stored.units]
-    if part is None or not results or None in results:
+    if part is None:
+        # Damaged or gone: a part is written only where none is, so make room for a sound one.
+        cache.discard_entry("inventory", stored.inventory)
         return None
+    results = [cache.load_entry("units", unit, UnitResult) for unit in stored.units]
+    if not results or None in results:
+        return None  # each unit missing is stored again by the run that joins it
     named = [replace(r, analysis=replace(r.analysis, tree=replace(r.analysis.tree, label=label))) for r in results if r]
     return _join(named, part)
 

@@ -338,3 +338,19 @@ def test_the_inventory_takes_the_stat_data_the_stamps_took(tmp_path: Path, monke
     repeated = [p for p in set(files) if files.count(p) > 2]  # more than once a run
     assert not repeated, repeated[:3]
     assert first.findings == audit(tree).findings
+
+
+def test_a_damaged_inventory_part_is_replaced(tmp_path: Path) -> None:
+    from analyzer.audit import audit
+    from analyzer.cache import FactsCache
+    from analyzer.reports import renderer
+
+    tree = _aged_copy(tmp_path)
+    cache_dir = tmp_path / "cache"
+    json = renderer("json")
+    expected = json(audit(tree, cache=FactsCache(cache_dir)))
+    (part,) = (p for p in (cache_dir / "inventory").rglob("*") if p.is_file())
+    part.write_bytes(part.read_bytes()[:100])  # cut short
+    assert json(audit(tree, cache=FactsCache(cache_dir))) == expected
+    assert len(part.read_bytes()) > 100  # written again, sound
+    assert json(audit(tree, cache=FactsCache(cache_dir))) == expected
