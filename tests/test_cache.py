@@ -272,6 +272,17 @@ def test_workers_take_jobs_and_send_facts_back(monkeypatch: pytest.MonkeyPatch, 
     assert len(set(in_workers)) == len(in_workers) < 60  # each job once; this process took some too
 
 
+def test_one_file_to_extract_starts_no_worker() -> None:
+    # A one-line change re-extracts one file: this process does it rather than wait for a fork.
+    from analyzer.facts.batch import Batch
+    from analyzer.profile import load_profile
+
+    jobs = _slow_jobs(1)
+    with Batch(jobs, [load_profile("i386")], None, workers=2, in_order=1) as batch:
+        assert batch._processes == []
+        assert [f.path for f in batch.facts()] == ["f0.c"]
+
+
 def test_a_failing_worker_names_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
     from analyzer.facts.batch import Batch, WorkerError
     from analyzer.profile import load_profile

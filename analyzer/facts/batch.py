@@ -106,7 +106,8 @@ class Batch:
         self._order = [i for i in missing if i < in_order]
         self._order += sorted((i for i in missing if i >= in_order), key=lambda i: -len(jobs[i][1]))
         self._claimed = 0  # positions in _order taken, when there are no workers
-        context = _fork_context() if workers > 1 and missing else None
+        # This process extracts too while it waits: one file needs no worker.
+        context = _fork_context() if workers > 1 and len(missing) > 1 else None
         self._processes: list[multiprocessing.process.BaseProcess] = []
         self._counter: Synchronized[int] | None = None  # positions of _order taken, shared with the workers
         if context is not None:
