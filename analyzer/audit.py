@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .cache import FactsCache, findings_digest, key_of
+from .cache import Deferred, FactsCache, key_of
 from .capabilities import Capabilities
 from .collector import collector_paused
 from .compat import CompatIndex
@@ -58,11 +58,10 @@ Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
-class Analysis:
-    """Everything one run learned about a tree, before rules and reports."""
+class UnitDetail:
+    """What a unit's analysis found on the way to its verdicts: read by the unit
+    rules (when the unit is joined), the HTML report, `graph` and `fix`."""
 
-    tree: QemuTree
-    profile: Profile
     facts: tuple[FileFacts, ...]
     capabilities: Capabilities
     handoffs: tuple[Handoff, ...]
@@ -71,8 +70,21 @@ class Analysis:
     msr_puts: tuple[MsrAccess, ...]  # MSRs written to KVM on the put path, with their guards
     msr_gets: tuple[MsrAccess, ...]  # MSRs requested from KVM on the get path
     migrated: tuple[str, ...]  # member paths the VMState descriptions carry
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything one run learned about a tree, before the config and reports."""
+
+    tree: QemuTree
+    profile: Profile
+    # Deferred: a cached unit's detail is unpickled only if something reads it.
+    detail: Deferred[UnitDetail]
     subsections: tuple[SubsectionReport, ...]
     diagnostics: tuple[Diagnostic, ...]
+    # What the unit-scope rules find here, with the rules' own severities (the
+    # config's apply in audit()): found once, when the unit is joined.
+    unit_findings: tuple[Finding, ...]
     # The diagnostics that touch what the analysis uses (a description, a
     # function on a put/get path or a callback, a probe): those worth a reader's time.
     notes: tuple[Diagnostic, ...] = ()
@@ -82,6 +94,38 @@ class Analysis:
     inventory_files: int = 0
     # Where each file names something that may be a description (first unit only).
     references: tuple[tuple[str, tuple[Reference, ...]], ...] = ()
+
+    @property
+    def facts(self) -> tuple[FileFacts, ...]:
+        return self.detail.get().facts
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.detail.get().capabilities
+
+    @property
+    def handoffs(self) -> tuple[Handoff, ...]:
+        return self.detail.get().handoffs
+
+    @property
+    def put_calls(self) -> tuple[CallEdge, ...]:
+        return self.detail.get().put_calls
+
+    @property
+    def read_backs(self) -> tuple[ReadBack, ...]:
+        return self.detail.get().read_backs
+
+    @property
+    def msr_puts(self) -> tuple[MsrAccess, ...]:
+        return self.detail.get().msr_puts
+
+    @property
+    def msr_gets(self) -> tuple[MsrAccess, ...]:
+        return self.detail.get().msr_gets
+
+    @property
+    def migrated(self) -> tuple[str, ...]:
+        return self.detail.get().migrated
 
 
 @dataclass(frozen=True)
@@ -542,9 +586,7 @@ def _analyse_unit(
     for path, why in tree.skipped:
         diagnostics.append(Diagnostic(path, 0, f"skipped: {why}"))
     used = _used_lines(profile, kvm_functions, assessor.functions, descriptions.values(), capabilities)
-    return Analysis(
-        tree=tree,
-        profile=profile,
+    detail = UnitDetail(
         facts=tuple(_summary(ff) for ff in facts),
         capabilities=capabilities,
         handoffs=tuple(handoffs),
@@ -553,10 +595,26 @@ def _analyse_unit(
         msr_puts=tuple(msr_puts),
         msr_gets=tuple(msr_gets),
         migrated=tuple(migrated),
+    )
+    analysis = Analysis(
+        tree=tree,
+        profile=profile,
+        detail=Deferred(detail),
         subsections=tuple(subsections),
         diagnostics=tuple(sorted(set(diagnostics), key=_diagnostic_order)),
+        unit_findings=(),
         notes=tuple(sorted({d for d in diagnostics if _touches(d, used)}, key=_diagnostic_order)),
     )
+    return replace(analysis, unit_findings=_unit_findings(analysis))
+
+
+def _unit_findings(analysis: Analysis) -> tuple[Finding, ...]:
+    """Every unit-scope rule's findings, rule by rule. These rules read only
+    the unit's own analysis, which the tree-wide inventory does not change."""
+    from .rules import RULES
+
+    label = analysis.profile.label
+    return tuple(replace(f, unit=label) for rule in RULES if rule.scope == "unit" for f in rule.check(analysis))
 
 
 Spans = dict[str, list[tuple[int, int]]]
@@ -716,7 +774,7 @@ def audit_findings(
     config = config or Config()
     rules = (sorted(config.disabled), sorted(config.severity.items()), repr(config.capabilities))
     content = reader.content_id
-    key = key_of(("findings", content, ",".join(targets), repr(rules)), findings_digest()) if content else None
+    key = key_of(("findings", content, ",".join(targets), repr(rules))) if content else None
     if cache and key and (found := cache.load_entry("findings", key, tuple)) is not None:
         return found
     findings = audit(reader, targets, config, progress, cache, jobs).findings
@@ -733,9 +791,10 @@ def _findings(analyses: tuple[Analysis, ...], config: Config) -> list[Finding]:
         if not config.is_enabled(rule.id):
             continue
         severity = config.severity.get(rule.id)
-        # Rules over the whole tree's descriptions run once; the others once per unit.
-        for analysis in analyses[:1] if rule.scope == "tree" else analyses:
-            unit = "" if rule.scope == "tree" else analysis.profile.label
-            for finding in rule.check(analysis):
-                findings.append(replace(finding, severity=severity or finding.severity, unit=unit))
+        # Rules over the whole tree's descriptions run once; the others ran as each unit was joined.
+        if rule.scope == "tree":
+            found = [replace(f, unit="") for f in rule.check(analyses[0])]
+        else:
+            found = [f for analysis in analyses for f in analysis.unit_findings if f.rule == rule.id]
+        findings += [replace(f, severity=severity or f.severity) for f in found]
     return findings

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from .collector import collector_paused
 from .facts.model import FileFacts
@@ -37,6 +37,41 @@ from .facts.model import FileFacts
 _FORMAT = b"vmstate-guard cache v2"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _Entry = TypeVar("_Entry")
+_Value = TypeVar("_Value")
+
+
+class Deferred(Generic[_Value]):
+    """A value pickled apart from what holds it, and unpickled when first asked
+    for: the bulk of a cached unit (its files' facts, its capability solution)
+    costs nothing to a report that never reads it. Its bytes travel inside the
+    entry that holds it, under that entry's checks."""
+
+    __slots__ = ("_pickled", "_value")
+
+    def __init__(self, value: _Value) -> None:
+        self._value: _Value | None = value
+        self._pickled: bytes | None = None
+
+    def get(self) -> _Value:
+        if self._pickled is not None:
+            with collector_paused():
+                self._value = pickle.loads(self._pickled)
+            self._pickled = None
+        return self._value  # type: ignore[return-value]
+
+    def __reduce__(self) -> tuple[object, tuple[bytes]]:
+        return _deferred, (self._pickled or pickle.dumps(self._value, protocol=pickle.HIGHEST_PROTOCOL),)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Deferred) and self.get() == other.get()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _deferred(pickled: bytes) -> Deferred[object]:
+    found: Deferred[object] = Deferred(None)
+    found._pickled = pickled
+    return found
 
 
 def cache_directory() -> Path | None:
@@ -74,17 +109,10 @@ def _code_digest() -> bytes:
 
 @cache
 def _analysis_digest() -> bytes:
-    """A digest of all the code and data a whole analysis depends on."""
+    """A digest of all the code and data a whole analysis depends on: the
+    analyzer and the rules (a unit's analysis keeps what its rules found)."""
     digest = hashlib.sha256(_FORMAT + b" analysis")
     _digest_tree(resources.files("analyzer"), "analyzer", digest)
-    _digest_tree(resources.files("analyzer.rules").joinpath("targets"), "analyzer.rules/targets", digest)
-    return digest.digest()
-
-
-@cache
-def findings_digest() -> bytes:
-    """A digest of what a tree's findings depend on: the whole analysis, and the rules."""
-    digest = hashlib.sha256(_analysis_digest())
     _digest_tree(resources.files("analyzer.rules"), "analyzer.rules", digest)
     return digest.digest()
 

@@ -354,3 +354,43 @@ def test_a_damaged_inventory_part_is_replaced(tmp_path: Path) -> None:
     assert json(audit(tree, cache=FactsCache(cache_dir))) == expected
     assert len(part.read_bytes()) > 100  # written again, sound
     assert json(audit(tree, cache=FactsCache(cache_dir))) == expected
+
+
+def test_a_cached_unit_is_reported_without_unpickling_its_detail(tmp_path: Path) -> None:
+    # The bulk of a unit (its files' facts, its capability solution) is read by
+    # the unit rules when it is joined, and by the HTML report: not by the others.
+    from analyzer.audit import audit
+    from analyzer.cache import FactsCache
+    from analyzer.reports import renderer
+
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI.parent / "target-arm", tree)
+    shutil.copytree(MINI, tree, dirs_exist_ok=True)
+    cache = FactsCache(tmp_path / "cache")
+    fresh = audit(tree, cache=cache)
+    machine = tree / "target/i386/machine.c"
+    machine.write_text(machine.read_text().replace("        &vmstate_xcr0,\n", ""))
+    result = audit(tree, cache=cache)  # arm from the cache, i386 joined again
+    cached = result.analyses[0]
+    assert cached.profile.label == "arm"
+    assert cached.facts == fresh.analyses[0].facts and cached.handoffs == fresh.analyses[0].handoffs
+    result = audit(tree, cache=cache)  # both from the cache
+    for format in ("json", "text", "sarif", "github"):
+        assert renderer(format)(result)
+    assert all(a.detail._pickled is not None for a in result.analyses)  # never unpickled
+    assert renderer("json")(result) == renderer("json")(audit(tree))
+    assert result.analyses[0].capabilities.probes  # and there when asked for
+
+
+def test_unit_findings_are_those_of_the_rules_on_the_joined_analysis(tmp_path: Path) -> None:
+    # Found once as a unit is joined, before the tree's inventory joins it: the
+    # unit rules must find the same in the analysis the reports get.
+    from analyzer.audit import audit
+    from analyzer.rules import RULES
+
+    result = audit(MINI)
+    unit_rules = [rule for rule in RULES if rule.scope == "unit"]
+    for analysis in result.analyses:
+        again = [f for rule in unit_rules for f in rule.check(analysis)]
+        assert [f.fingerprint for f in analysis.unit_findings] == [f.fingerprint for f in again]
+    assert any(f.rule == "VG001" for a in result.analyses for f in a.unit_findings)
