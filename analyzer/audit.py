@@ -58,6 +58,27 @@ Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
+class TreeWide:
+    """What the tree-wide inventory adds to the units' analyses, and what the
+    tree-scope rules find in it. Cached by what it is made of (the inventory
+    files' content, the units' descriptions and references): a change in a
+    unit's code that leaves those alone finds it whole, and its descriptions
+    and references are unpickled only if something reads them."""
+
+    descriptions: Deferred[tuple[Description, ...]]  # every VMStateDescription of the tree
+    references: Deferred[tuple[tuple[str, tuple[Reference, ...]], ...]]
+    description_count: int
+    description_files: int  # files that define a description
+    files: int  # files the tree-wide rules read for descriptions and references
+    problems: tuple[tuple[str, str], ...]  # (path, why) of the files it could not read
+    diagnostics: tuple[Diagnostic, ...]  # notes on descriptions, and on those files
+    findings: tuple[Finding, ...]  # the tree-scope rules', with their own severities
+
+
+NO_TREE_WIDE = TreeWide(Deferred(()), Deferred(()), 0, 0, 0, (), (), ())
+
+
+@dataclass(frozen=True)
 class UnitDetail:
     """What a unit's analysis found on the way to its verdicts: read by the unit
     rules (when the unit is joined), the HTML report, `graph` and `fix`."""
@@ -88,12 +109,18 @@ class Analysis:
     # The diagnostics that touch what the analysis uses (a description, a
     # function on a put/get path or a callback, a probe): those worth a reader's time.
     notes: tuple[Diagnostic, ...] = ()
-    # Every VMStateDescription of the tree, for the loader-convention rules.
-    inventory: tuple[Description, ...] = ()
-    # How many files the tree-wide rules read for descriptions and references.
-    inventory_files: int = 0
-    # Where each file names something that may be a description (first unit only).
-    references: tuple[tuple[str, tuple[Reference, ...]], ...] = ()
+    # The tree's inventory, the same for every unit (empty until the units are joined).
+    tree_wide: TreeWide = NO_TREE_WIDE
+
+    @property
+    def inventory(self) -> tuple[Description, ...]:
+        """Every VMStateDescription of the tree, for the loader-convention rules."""
+        return self.tree_wide.descriptions.get()
+
+    @property
+    def references(self) -> tuple[tuple[str, tuple[Reference, ...]], ...]:
+        """Where each file names something that may be a description."""
+        return self.tree_wide.references.get()
 
     @property
     def facts(self) -> tuple[FileFacts, ...]:
@@ -289,7 +316,8 @@ def _analyse_units(
         scan = scan_inventory(reader, candidates, vmstate_paths | unit_skipped, previous_snapshot)
         # A tree read before, file for file, with the same code and settings:
         # its whole analysis comes from the cache.
-        key = key_of(("analysis", settings, *_unit_content(units), *scan.content())) if cache else None
+        inventory_content = scan.content()
+        key = key_of(("analysis", settings, *_unit_content(units), *inventory_content)) if cache else None
         if cache and key and (previous := _cached_analyses(cache, key, reader.label)):
             if stamp_key:
                 cache.store_pointer(stamp_key, key)  # touched but unchanged: next time by stat
@@ -307,22 +335,20 @@ def _analyse_units(
     entries = dict(scan.entries)
     for path, facts in extracted.items():
         entry = entries[path]
-        entries[path] = FileEntry(entry.blob, entry.stat, entry.role, None, inventory_facts(facts))
-    part = InventoryPart(
-        problems=tuple((p, entries[p].problem or "") for p in scan.paths if entries[p].problem is not None),
-        facts=tuple(f for p in scan.paths if (f := entries[p].facts) is not None),
-        readable=tuple(p for p in scan.paths if entries[p].problem is None),
-    )
-    result = _join(results, part)
-    if cache and key:
+        entries[path] = FileEntry(entry.blob, entry.stat, entry.role, None, Deferred(inventory_facts(facts)))
+    tree_key = key_of(("tree-wide", settings, *inventory_content, _tree_wide_inputs(results))) if cache else None
+    tree_wide = cache.load_entry("tree-wide", tree_key, TreeWide) if cache and tree_key else None
+    if tree_wide is None:
+        tree_wide = _tree_wide(results, scan.paths, entries)
+        if cache and tree_key:
+            cache.store_entry("tree-wide", tree_key, tree_wide)
+    result = _join(results, tree_wide)
+    if cache and key and tree_key:
+        # Stored in parts: a change in one unit's files writes that unit again, not the tree.
         for unit_key, hit, fresh in zip(unit_keys, cached, results, strict=True):
             if unit_key and hit is None:
                 cache.store_entry("units", unit_key, fresh)
-        # Stored in parts: a change in one unit's files writes that unit again, not the tree.
-        part_key = key_of(("inventory", settings, *scan.content()))
-        if not cache.has_entry("inventory", part_key):
-            cache.store_entry("inventory", part_key, part)
-        cache.store_entry("analyses", key, StoredAnalysis(tuple(k for k in unit_keys if k), part_key))
+        cache.store_entry("analyses", key, StoredAnalysis(tuple(k for k in unit_keys if k), tree_key))
         if stamp_key:
             cache.store_pointer(stamp_key, key)
         if snapshot_key and reader.root_id:
@@ -333,41 +359,58 @@ def _analyse_units(
 
 
 @dataclass(frozen=True)
-class InventoryPart:
-    """What the tree-wide rules read of the files outside the units: their
-    inventory facts in order, which could not be read and why, which could."""
-
-    problems: tuple[tuple[str, str], ...]
-    facts: tuple[FileFacts, ...]
-    readable: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class StoredAnalysis:
-    """A whole analysis as cached: the keys of its units' entries and of its inventory part."""
+    """A whole analysis as cached: the keys of its units' entries and of its tree-wide part."""
 
     units: tuple[str, ...]
-    inventory: str
+    tree_wide: str
 
 
-def _join(results: Sequence[UnitResult], part: InventoryPart) -> tuple[Analysis, ...]:
-    """The units' analyses, each with the tree's inventory; the first also with
-    the tree-wide notes, references and files read."""
+def _tree_wide(results: Sequence[UnitResult], paths: Sequence[str], entries: Mapping[str, FileEntry]) -> TreeWide:
+    """The tree-wide part from the units' descriptions and references and the
+    `entries` of the inventory's files (`paths`, in order), with the tree-scope rules' findings."""
+    from .rules import RULES
+
+    problems = tuple((p, entries[p].problem or "") for p in paths if entries[p].problem is not None)
+    facts = [deferred.get() for p in paths if (deferred := entries[p].facts) is not None]
     own = {path: found for result in results for path, found in result.descriptions}
-    inventory, inventory_diagnostics = collect_descriptions(list(part.problems), list(part.facts), own)
+    inventory, diagnostics = collect_descriptions(list(problems), facts, own)
     references = {path: found for result in results for path, found in result.references}
-    references.update((ff.path, ff.references) for ff in part.facts if ff.references)
-    analyses = [replace(result.analysis, inventory=inventory) for result in results]
+    references.update((ff.path, ff.references) for ff in facts if ff.references)
+    readable = {p for p in paths if entries[p].problem is None}
+    found = TreeWide(
+        descriptions=Deferred(inventory),
+        references=Deferred(tuple(sorted(references.items()))),
+        description_count=len(inventory),
+        description_files=len({d.path for d in inventory}),
+        files=len({d.path for d in inventory} | readable),
+        problems=problems,
+        diagnostics=diagnostics,
+        findings=(),
+    )
+    seen = replace(results[0].analysis, tree_wide=found)
+    findings = tuple(replace(f, unit="") for rule in RULES if rule.scope == "tree" for f in rule.check(seen))
+    return replace(found, findings=findings)
+
+
+def _tree_wide_inputs(results: Sequence[UnitResult]) -> str:
+    """What the tree-wide part reads of the units, as text for its key (repr:
+    the same values give the same text however the objects are shared)."""
+    return repr([(result.descriptions, result.references) for result in results])
+
+
+def _join(results: Sequence[UnitResult], tree_wide: TreeWide) -> tuple[Analysis, ...]:
+    """The units' analyses, each with the tree's inventory; the first also with
+    the tree-wide notes and the files the inventory could not read."""
+    analyses = [replace(result.analysis, tree_wide=tree_wide) for result in results]
     first = analyses[0]
     # The inventory keeps only notes on descriptions and on files it could not read.
     analyses[0] = replace(
         first,
         # Warned about like the units' skipped files.
-        tree=replace(first.tree, skipped=tuple(sorted({*first.tree.skipped, *part.problems}))),
-        diagnostics=tuple(sorted({*first.diagnostics, *inventory_diagnostics}, key=_diagnostic_order)),
-        notes=tuple(sorted({*first.notes, *inventory_diagnostics}, key=_diagnostic_order)),
-        references=tuple(sorted(references.items())),
-        inventory_files=len({d.path for d in inventory} | set(part.readable)),
+        tree=replace(first.tree, skipped=tuple(sorted({*first.tree.skipped, *tree_wide.problems}))),
+        diagnostics=tuple(sorted({*first.diagnostics, *tree_wide.diagnostics}, key=_diagnostic_order)),
+        notes=tuple(sorted({*first.notes, *tree_wide.diagnostics}, key=_diagnostic_order)),
     )
     return tuple(analyses)
 
@@ -415,16 +458,14 @@ def _cached_analyses(cache: FactsCache, key: str, label: str) -> tuple[Analysis,
     stored = cache.load_entry("analyses", key, StoredAnalysis)
     if stored is None:
         return None
-    part = cache.load_entry("inventory", stored.inventory, InventoryPart)
-    if part is None:
-        # Damaged or gone: a part is written only where none is, so make room for a sound one.
-        cache.discard_entry("inventory", stored.inventory)
-        return None
+    tree_wide = cache.load_entry("tree-wide", stored.tree_wide, TreeWide)
+    if tree_wide is None:
+        return None  # damaged or gone: the run that joins the tree stores it again
     results = [cache.load_entry("units", unit, UnitResult) for unit in stored.units]
     if not results or None in results:
         return None  # each unit missing is stored again by the run that joins it
     named = [replace(r, analysis=replace(r.analysis, tree=replace(r.analysis.tree, label=label))) for r in results if r]
-    return _join(named, part)
+    return _join(named, tree_wide)
 
 
 # The roles of a CPU unit's files whose functions its devices' KVM code calls.
@@ -791,9 +832,9 @@ def _findings(analyses: tuple[Analysis, ...], config: Config) -> list[Finding]:
         if not config.is_enabled(rule.id):
             continue
         severity = config.severity.get(rule.id)
-        # Rules over the whole tree's descriptions run once; the others ran as each unit was joined.
+        # Each ran when what it reads was joined: the whole tree's descriptions, or a unit.
         if rule.scope == "tree":
-            found = [replace(f, unit="") for f in rule.check(analyses[0])]
+            found = [f for f in analyses[0].tree_wide.findings if f.rule == rule.id]
         else:
             found = [f for analysis in analyses for f in analysis.unit_findings if f.rule == rule.id]
         findings += [replace(f, severity=severity or f.severity) for f in found]

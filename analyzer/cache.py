@@ -206,13 +206,6 @@ class FactsCache:
         path = self._path(kind, key)
         return path is not None and path.is_file()
 
-    def discard_entry(self, kind: str, key: str) -> None:
-        """Remove the entry under (kind, key), found unsound: it is stored anew when next computed."""
-        path = self._path(kind, key)
-        if path is not None:
-            with contextlib.suppress(OSError):
-                path.unlink()
-
     def store_entry(self, kind: str, key: str, value: object) -> None:
         path = self._path(kind, key)
         if path is not None:

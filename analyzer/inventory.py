@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
+from .cache import Deferred
 from .facts.model import Description, Diagnostic, FileFacts
 from .tree import TreeReader, UnusableFileError, usable
 
@@ -45,7 +46,9 @@ class FileEntry:
     stat: tuple[int, int, int, int] | None  # DirectoryReader.stat_stamp when read, if not racy
     role: str | None  # `inventory`, `references`, or None: neither (or unusable)
     problem: str | None = None  # why it is unusable
-    facts: FileFacts | None = None  # what collect_descriptions reads of its facts
+    # What collect_descriptions reads of its facts, unpickled only when the
+    # tree-wide part is made again (a snapshot holds some 900).
+    facts: Deferred[FileFacts] | None = None
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def document(result: AuditResult) -> dict[str, Any]:
         for analysis, verdicts, finding_count in result.unit_counts()
     ]
     notes = set(result.notes)
-    inventory = result.analysis.inventory
+    tree = result.analysis.tree_wide
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "vmstate-guard", "version": result.tool_version},
@@ -70,9 +70,9 @@ def document(result: AuditResult) -> dict[str, Any]:
             "qemu_version": result.analysis.tree.version,
             "targets": sorted({analysis.profile.target for analysis in result.analyses}),
             "inventory": {
-                "descriptions": len(inventory),
-                "description_files": len({d.path for d in inventory}),
-                "files": result.analysis.inventory_files,
+                "descriptions": tree.description_count,
+                "description_files": tree.description_files,
+                "files": tree.files,
             },
         },
         "units": units,

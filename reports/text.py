@@ -83,10 +83,10 @@ def _summary(result: AuditResult) -> list[str]:
             lines.append(f"  {label}: {subsections} ({spread}), {found}")
         if empty:
             lines.append(f"  no subsections: {', '.join(empty)}")
-    inventory = result.analysis.inventory
+    tree = result.analysis.tree_wide
     lines.append(
-        f"tree-wide rules read {plural(len(inventory), 'description')} in "
-        f"{plural(len({d.path for d in inventory}), 'file')} ({result.analysis.inventory_files:,} files in all)"
+        f"tree-wide rules read {plural(tree.description_count, 'description')} in "
+        f"{plural(tree.description_files, 'file')} ({tree.files:,} files in all)"
     )
     for reason, count in result.hidden:
         lines.append(f"not reported: {plural(count, 'finding')} {reason}")

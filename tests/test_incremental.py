@@ -263,7 +263,10 @@ def test_an_analysed_revision_is_answered_by_its_tree_id_without_listing_it(
     assert found == tuple(f for f in expected if f.rule != "VG001")
 
 
-def test_a_change_in_a_unit_rewrites_neither_the_inventory_nor_the_snapshot(tmp_path: Path) -> None:
+def test_a_change_in_a_unit_rewrites_no_snapshot_and_finds_the_tree_wide_part_by_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import analyzer.audit
     from analyzer.audit import audit
     from analyzer.cache import FactsCache
     from analyzer.reports import renderer
@@ -275,14 +278,23 @@ def test_a_change_in_a_unit_rewrites_neither_the_inventory_nor_the_snapshot(tmp_
     def written(kind: str) -> dict[str, int]:
         return {str(p): p.stat().st_mtime_ns for p in (cache_dir / kind).rglob("*") if p.is_file()}
 
-    inventory, trees = written("inventory"), written("trees")
-    assert inventory and trees
+    trees, tree_wide = written("trees"), written("tree-wide")
+    assert trees and tree_wide
+    json = renderer("json")
+    # A needed() function changed, its descriptions and every line number not:
+    # the tree-wide part is the one stored, its rules not run again.
     machine = tree / "target/i386/machine.c"
+    machine.write_text(machine.read_text().replace("env.xcr0 != 1;", "env.xcr0 != 2;"))
+    with monkeypatch.context() as patched:
+        patched.setattr(analyzer.audit, "_tree_wide", None)  # called: a TypeError
+        result = audit(tree, cache=FactsCache(cache_dir))
+    assert written("tree-wide") == tree_wide
+    assert json(result) == json(audit(tree))
+    # A subsection unlisted: the tree-wide rules read that, so the part is made again.
     machine.write_text(machine.read_text().replace("        &vmstate_xcr0,\n", ""))
     result = audit(tree, cache=FactsCache(cache_dir))
-    assert written("inventory") == inventory  # machine.c is the unit's: the inventory part is the same
-    assert written("trees") == trees  # nothing the snapshot knows changed
-    json = renderer("json")
+    assert len(written("tree-wide")) == len(tree_wide) + 1
+    assert written("trees") == trees  # nothing the snapshot knows changed: machine.c is the unit's
     assert json(result) == json(audit(tree))
     assert json(audit(tree, cache=FactsCache(cache_dir))) == json(result)  # read back from its parts
 
@@ -340,7 +352,7 @@ def test_the_inventory_takes_the_stat_data_the_stamps_took(tmp_path: Path, monke
     assert first.findings == audit(tree).findings
 
 
-def test_a_damaged_inventory_part_is_replaced(tmp_path: Path) -> None:
+def test_a_damaged_tree_wide_part_is_replaced(tmp_path: Path) -> None:
     from analyzer.audit import audit
     from analyzer.cache import FactsCache
     from analyzer.reports import renderer
@@ -349,7 +361,7 @@ def test_a_damaged_inventory_part_is_replaced(tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     json = renderer("json")
     expected = json(audit(tree, cache=FactsCache(cache_dir)))
-    (part,) = (p for p in (cache_dir / "inventory").rglob("*") if p.is_file())
+    (part,) = (p for p in (cache_dir / "tree-wide").rglob("*") if p.is_file())
     part.write_bytes(part.read_bytes()[:100])  # cut short
     assert json(audit(tree, cache=FactsCache(cache_dir))) == expected
     assert len(part.read_bytes()) > 100  # written again, sound
