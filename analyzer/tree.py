@@ -92,19 +92,33 @@ class DirectoryReader:
         return (self.root / path).is_dir()
 
     def c_files(self, exclude: tuple[str, ...] = (), suffixes: tuple[str, ...] = (".c",)) -> list[str]:
+        # os.scandir by hand rather than os.walk: a third of the cost on a
+        # QEMU tree's ~700 directories, which every check lists.
         found: list[str] = []
-        root = str(self.root)
-        for directory, subdirectories, names in os.walk(root):  # does not follow links to directories
-            relative = os.path.relpath(directory, root).replace(os.sep, "/")
-            prefix = "" if relative == "." else relative + "/"
-            if prefix and (".git" in names or ".git" in subdirectories):
+        pending = [""]  # directories to list, as prefixes of their files' paths
+        while pending:
+            prefix = pending.pop()
+            try:
+                with os.scandir(self._prefix + prefix if prefix else self.root) as listing:
+                    entries = list(listing)
+            except OSError:
+                continue  # unreadable: as os.walk, not listed
+            if prefix and any(entry.name == ".git" for entry in entries):
                 # A submodule's checkout (or another repository): not this
                 # tree's files, and not in its git revisions either.
-                subdirectories[:] = []
                 continue
-            # Excluded directories are not entered at all: roms/ and tests/ are big.
-            subdirectories[:] = sorted(d for d in subdirectories if not (prefix + d + "/").startswith(exclude))
-            found.extend(self._listed(prefix + name) for name in names if name.endswith(suffixes))
+            for entry in entries:
+                try:
+                    is_directory = entry.is_dir()
+                except OSError:
+                    is_directory = False
+                if not is_directory:
+                    if entry.name.endswith(suffixes):
+                        found.append(self._listed(prefix + entry.name))
+                elif not entry.is_symlink() and not (prefix + entry.name + "/").startswith(exclude):
+                    # Links to directories are not followed; excluded directories
+                    # are not entered at all: roms/ and tests/ are big.
+                    pending.append(prefix + entry.name + "/")
         return sorted(found)
 
     def _listed(self, path: str) -> str:

@@ -418,3 +418,27 @@ def test_revision_reader(history: dict[str, str | Path]) -> None:
     assert b"vmstate_msr_smi_count" in (reader.read("target/i386/machine.c") or b"")
     assert "target/i386/machine.c" in reader.c_files(("hw/",))
     assert not [p for p in reader.c_files(("hw/",)) if p.startswith("hw/")]
+
+
+def test_directory_listing_follows_os_walk_rules(tmp_path: Path) -> None:
+    from analyzer.tree import DirectoryReader
+
+    for path in ["a.c", "a.h", "notes.txt", "hw/b.c", "hw/deep/c.c", "roms/d.c", "sub/e.c", "real/f.c"]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("int x;\n")
+    (tmp_path / "sub/.git").write_text("gitdir: ../.git/modules/sub\n")  # a submodule's checkout
+    (tmp_path / "linked").symlink_to("real")  # a link to a directory: not followed
+    (tmp_path / "hw/g.c").symlink_to("../a.c")  # a link to a file: listed
+    (tmp_path / "hw/broken.c").symlink_to("nowhere.c")  # listed; reading it says why it is unusable
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "h.c").write_text("int y;\n")
+    locked.chmod(0)
+    try:
+        found = DirectoryReader(tmp_path).c_files(("roms/",), (".c", ".h"))
+    finally:
+        locked.chmod(0o700)
+    expected = ["a.c", "a.h", "hw/b.c", "hw/broken.c", "hw/deep/c.c", "hw/g.c", "real/f.c"]
+    if os.geteuid() == 0:  # root lists a directory whatever its mode
+        expected.append("locked/h.c")
+    assert found == sorted(expected)
