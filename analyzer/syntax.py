@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from functools import cache, lru_cache
 from importlib import resources
+from itertools import accumulate, count
+from operator import add
 
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser, Point, Query, QueryCursor, Range, Tree
@@ -93,12 +96,21 @@ def _points(text: bytes, spans: Spans) -> dict[int, Point]:
 
 
 class Text:
-    """Reads node text from the original (unmasked) bytes of a file."""
+    """Reads node text from the original (unmasked) bytes of a file, and node
+    lines and columns from the `parsed` (masked) bytes the tree was made of; without
+    them (a file parsed in spans, asked for a few lines) from the nodes."""
 
-    def __init__(self, original: bytes) -> None:
+    def __init__(self, original: bytes, parsed: bytes | None = None) -> None:
         self.original = original
+        # Most files are ASCII: byte offsets are then offsets in one decoded str,
+        # which spares a decode per node asked for.
+        self._decoded = original.decode("ascii") if original.isascii() else None
+        self._parsed = parsed
+        self._line_starts: list[int] | None = None
 
     def raw(self, node: Node) -> str:
+        if self._decoded is not None:
+            return self._decoded[node.start_byte : node.end_byte]
         return self.original[node.start_byte : node.end_byte].decode("utf-8", "replace")
 
     def compact(self, node: Node) -> str:
@@ -114,6 +126,36 @@ class Text:
         if text.isidentifier():
             return text
         return " ".join(_strip_comments(text).split())
+
+    # Node.start_point builds a Point in Python code: a search of the line starts
+    # of a whole file costs a fraction of it. Rows count newlines, as tree-sitter's do.
+
+    def _starts(self, parsed: bytes) -> list[int]:
+        if self._line_starts is None:
+            # Line k (from 0) starts past the k newlines and the lengths of the lines before
+            # it; built by C iterators, as a Python loop over lines cost more than it saves.
+            lengths = accumulate(map(len, parsed.split(b"\n")))
+            self._line_starts = [0, *map(add, lengths, count(1))]
+        return self._line_starts
+
+    def line(self, node: Node) -> int:
+        """The 1-based line of the start of `node`."""
+        if self._parsed is None:
+            return node.start_point[0] + 1
+        return bisect_right(self._starts(self._parsed), node.start_byte)
+
+    def end_line(self, node: Node) -> int:
+        if self._parsed is None:
+            return node.end_point[0] + 1
+        return bisect_right(self._starts(self._parsed), node.end_byte)
+
+    def column(self, node: Node) -> int:
+        """The 1-based column, in bytes, of the start of `node`."""
+        if self._parsed is None:
+            return node.start_point[1] + 1
+        offset = node.start_byte
+        starts = self._starts(self._parsed)
+        return offset - starts[bisect_right(starts, offset) - 1] + 1
 
 
 def _strip_comments(text: str) -> str:
@@ -133,14 +175,6 @@ def _strip_comments(text: str) -> str:
             out.append(text[i])
             i += 1
     return "".join(out)
-
-
-def line_of(node: Node) -> int:
-    return node.start_point[0] + 1
-
-
-def column_of(node: Node) -> int:
-    return node.start_point[1] + 1
 
 
 def named_children(node: Node) -> list[Node]:

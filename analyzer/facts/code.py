@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from tree_sitter import Node
 
 from ..profile import Profile
-from ..syntax import Text, column_of, line_of, named_children
+from ..syntax import Text, named_children
 from .model import Assignment, Call, Condition, Expression, Function, Guard, Return
 
 _CONSTANT = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -264,7 +264,7 @@ class FunctionExtractor:
         if exit_statement is not None and exit_statement.type == "continue_statement":
             # `if (!csr_cfg->supported) { continue; }` guards the rest of a loop body.
             condition = self.condition(statement.child_by_field_name("condition"))
-            return Guard(condition, holds=False, kind="early-return", line=line_of(statement))
+            return Guard(condition, holds=False, kind="early-return", line=self.text.line(statement))
         if exit_statement is None or exit_statement.type != "return_statement":
             return None
         condition = self.condition(statement.child_by_field_name("condition"))
@@ -274,7 +274,7 @@ class FunctionExtractor:
             tested = {s for atom in condition.atoms() for s in atom.subjects}
             if tested & set(value.subjects) and not any(s.startswith("call:") for s in tested & set(value.subjects)):
                 return None
-        return Guard(condition, holds=False, kind="early-return", line=line_of(statement))
+        return Guard(condition, holds=False, kind="early-return", line=self.text.line(statement))
 
     def statement(self, node: Node, guards: tuple[Guard, ...]) -> None:
         kind = node.type
@@ -286,10 +286,10 @@ class FunctionExtractor:
             condition = self.condition(condition_node)
             consequence = node.child_by_field_name("consequence")
             if consequence is not None:
-                self.statement(consequence, (*guards, Guard(condition, True, "if", line_of(node))))
+                self.statement(consequence, (*guards, Guard(condition, True, "if", self.text.line(node))))
             alternative = node.child_by_field_name("alternative")
             if alternative is not None:
-                else_guards = (*guards, Guard(condition, False, "else", line_of(alternative)))
+                else_guards = (*guards, Guard(condition, False, "else", self.text.line(alternative)))
                 for child in named_children(alternative):
                     self.statement(child, else_guards)
         elif kind == "switch_statement":
@@ -307,7 +307,7 @@ class FunctionExtractor:
         elif kind == "return_statement":
             returned = named_children(node)
             summary = self.expression(returned[0]) if returned else Expression(text="")
-            self.returns.append(Return(summary, guards, line_of(node)))
+            self.returns.append(Return(summary, guards, self.text.line(node)))
             for child in returned:
                 self.scan(child, guards)
         elif kind == "labeled_statement":
@@ -337,7 +337,7 @@ class FunctionExtractor:
             if value is not None:
                 case_guards = (
                     *guards,
-                    Guard(value, True, "case", line_of(case), label=" | ".join(pending_labels)),
+                    Guard(value, True, "case", self.text.line(case), label=" | ".join(pending_labels)),
                 )
             self.block(body, case_guards)
             pending_labels = []
@@ -358,8 +358,8 @@ class FunctionExtractor:
                     target_text=name,
                     value=self.expression(value),
                     guards=guards,
-                    line=line_of(declarator),
-                    column=column_of(declarator),
+                    line=self.text.line(declarator),
+                    column=self.text.column(declarator),
                 )
             )
             self.scan(value, guards)
@@ -373,7 +373,7 @@ class FunctionExtractor:
             condition_node = node.child_by_field_name("condition")
             self.scan(condition_node, guards)
             condition = self.condition(condition_node)
-            line = line_of(node)
+            line = self.text.line(node)
             self.scan(node.child_by_field_name("consequence"), (*guards, Guard(condition, True, "ternary", line)))
             self.scan(node.child_by_field_name("alternative"), (*guards, Guard(condition, False, "ternary", line)))
             return
@@ -387,8 +387,8 @@ class FunctionExtractor:
                         callee=self.text.compact(function),
                         arguments=tuple(self.expression(a) for a in argument_nodes),
                         guards=guards,
-                        line=line_of(node),
-                        column=column_of(node),
+                        line=self.text.line(node),
+                        column=self.text.column(node),
                     )
                 )
             for argument in argument_nodes:
@@ -413,8 +413,8 @@ class FunctionExtractor:
                         target_text=target.text,
                         value=self.expression(right),
                         guards=guards,
-                        line=line_of(node),
-                        column=column_of(node),
+                        line=self.text.line(node),
+                        column=self.text.column(node),
                     )
                 )
             self.scan(right, guards)
@@ -499,8 +499,8 @@ def extract_function(
     return Function(
         name=name,
         path=path,
-        line=line_of(node),
-        end_line=node.end_point[0] + 1,
+        line=text.line(node),
+        end_line=text.end_line(node),
         static=any(text.compact(s) == "static" for s in storage),
         condition=condition,
         parameters=parameters,

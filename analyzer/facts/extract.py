@@ -9,7 +9,7 @@ from tree_sitter import Node
 
 from ..preprocess import MaskedSource, description_spans, mask, property_spans
 from ..profile import Profile
-from ..syntax import Text, error_nodes, line_of, parse_runs
+from ..syntax import Text, error_nodes, parse_runs
 from .code import Variable, declarator_name, declared_type, extract_function
 from .model import Description, Diagnostic, FileFacts, Function, RequiredCapability, TableEntry
 from .properties import extract_compat_arrays, extract_machines, extract_properties
@@ -59,7 +59,7 @@ def _table_entries(root: Node, text: Text, path: str, profile: Profile) -> list[
                     index = wanted[macro]
                     if index < len(values):
                         member = text.compact(values[index])
-                        found.append(TableEntry(macro, member, table, path, line_of(node)))
+                        found.append(TableEntry(macro, member, table, path, text.line(node)))
                     continue
             stack.extend(node.named_children)
     return sorted(found, key=lambda e: (e.line, e.member))
@@ -80,7 +80,7 @@ def _required_capabilities(root: Node, text: Text, path: str) -> list[RequiredCa
         table = next((declarator_name(d) for d in declaration.children_by_field_name("declarator")), None) or ""
         body = text.raw(declaration)
         for match in _CAP_INFO.finditer(body):
-            line = line_of(declaration) + body.count("\n", 0, match.start())
+            line = text.line(declaration) + body.count("\n", 0, match.start())
             found.append(RequiredCapability(f"KVM_CAP_{match.group(1)}", table, path, line))
     return found
 
@@ -165,7 +165,7 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
     # Spans come in runs (below); a file read whole, or in few spans, is one tree.
     runs = [(tree.root_node, spans) for tree, spans in parse_runs(masked.text, masked.spans)]
     root = runs[0][0]
-    text = Text(source)
+    text = Text(source, masked.text if masked.spans is None else None)
     diagnostics = [
         Diagnostic(path, line, "unbalanced preprocessor conditional", whole_file=True)
         for line in masked.unbalanced_lines
@@ -185,7 +185,7 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
     for error in error_nodes(root) if masked.spans is None else ():
         snippet = " ".join(text.raw(error).split())[:60] or "(missing token)"
         diagnostics.append(
-            Diagnostic(path, line_of(error), f"could not parse `{snippet}` in {_enclosing_symbol(error, text)}")
+            Diagnostic(path, text.line(error), f"could not parse `{snippet}` in {_enclosing_symbol(error, text)}")
         )
     try:
         source.decode("utf-8")
@@ -230,7 +230,7 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
                 # Unread, it may be a function any path needs: always shown.
                 name = declarator_name(node.child_by_field_name("declarator")) or "a function"
                 message = f"{name}: nested too deeply to read; skipped"
-                diagnostics.append(Diagnostic(path, line_of(node), message, whole_file=True))
+                diagnostics.append(Diagnostic(path, text.line(node), message, whole_file=True))
                 continue
             if function is not None:
                 functions.append(function)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from tree_sitter import Node
 
 from ..profile import Profile
-from ..syntax import Text, captures, line_of, named_children, query
+from ..syntax import Text, captures, named_children, query
 from .model import CompatArray, CompatEntry, MachineDefinition, PropertyDefinition
 from .vmstate import string_value
 
@@ -40,7 +40,7 @@ def extract_properties(
                 struct_type=text.compact(args[1]),
                 member=text.compact(args[2]),
                 path=path,
-                line=line_of(node),
+                line=text.line(node),
             )
         )
     return found
@@ -66,7 +66,7 @@ def extract_compat_arrays(root: Node, text: Text, path: str) -> list[CompatArray
                     break
                 name_node = inner
             entries = [e for e in (_compat_entry(item, text) for item in named_children(value)) if e]
-            found.append(CompatArray(text.compact(name_node), path, line_of(declarator), tuple(entries)))
+            found.append(CompatArray(text.compact(name_node), path, text.line(declarator), tuple(entries)))
     return found
 
 
@@ -93,7 +93,7 @@ def _compat_entry(item: Node, text: Text) -> CompatEntry | None:
         driver=text.spaced(driver),
         property=string_value(prop, text) or "",
         value=string_value(setting, text) or "",
-        line=line_of(item),
+        line=text.line(item),
     )
 
 
@@ -119,5 +119,5 @@ def extract_machines(root: Node, text: Text, path: str, profile: Profile) -> lis
             options = macro.options.format(underscored="_".join(numbers))
         else:
             continue
-        found.append(MachineDefinition(machine, options, path, line_of(node)))
+        found.append(MachineDefinition(machine, options, path, text.line(node)))
     return found

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from tree_sitter import Node
 
 from ..preprocess import MaskedSource
-from ..syntax import Text, column_of, line_of, named_children
+from ..syntax import Text, named_children
 from .model import Codec, Description, Diagnostic, SubsectionEntry, VMStateField
 
 CALLBACKS = ("needed", "post_load", "pre_load", "pre_save")
@@ -46,7 +46,7 @@ def extract_codecs(root: Node, text: Text, path: str) -> list[Codec]:
         for name_node, symbol, value in _initialized(declaration, text):
             pairs = _designated(value, text)
             get, put = (_identifier(pairs[k], text) if k in pairs else None for k in ("get", "put"))
-            codecs.append(Codec(symbol, get, put, path, line_of(name_node)))
+            codecs.append(Codec(symbol, get, put, path, text.line(name_node)))
     return codecs
 
 
@@ -111,7 +111,7 @@ def extract_descriptions(
                 if field is None:
                     diagnostics.append(
                         Diagnostic(
-                            path, line_of(item), f"{symbol}: field entry not understood: {text.spaced(item)[:80]}"
+                            path, text.line(item), f"{symbol}: field entry not understood: {text.spaced(item)[:80]}"
                         )
                     )
                 elif field.macro != "VMSTATE_END_OF_LIST":
@@ -124,17 +124,19 @@ def extract_descriptions(
                 if entry is None:
                     diagnostics.append(
                         Diagnostic(
-                            path, line_of(item), f"{symbol}: subsection entry not understood: {text.spaced(item)[:80]}"
+                            path,
+                            text.line(item),
+                            f"{symbol}: subsection entry not understood: {text.spaced(item)[:80]}",
                         )
                     )
                     continue
-                subsections.append(SubsectionEntry(entry, line_of(item), masked.condition_at(item.start_byte)))
+                subsections.append(SubsectionEntry(entry, text.line(item), masked.condition_at(item.start_byte)))
             descriptions.append(
                 Description(
                     symbol=symbol,
                     path=path,
-                    line=line_of(name_node),
-                    column=column_of(name_node),
+                    line=text.line(name_node),
+                    column=text.column(name_node),
                     name=string_value(pairs.get("name"), text),
                     static="static" in storage,
                     condition=masked.condition_at(declaration.start_byte),
@@ -146,7 +148,7 @@ def extract_descriptions(
                     subsections=tuple(subsections),
                     name_is_literal=pairs.get("name") is not None
                     and pairs["name"].type in ("string_literal", "concatenated_string"),
-                    end_line=declaration.end_point[0] + 1,
+                    end_line=text.end_line(declaration),
                 )
             )
     return descriptions, diagnostics
@@ -169,7 +171,7 @@ def _field(item: Node, text: Text, masked: MaskedSource) -> VMStateField | None:
         # VMSTATE_WITH_TMP(KVMS390FLICState, KVMS390FLICStateMigTmp, tmp_vmsd): the
         # state's values go through a temporary the embedded description carries.
         state_type, _, tmp = (text.compact(a) for a in args)
-        return VMStateField(macro, "", state_type, tmp, line_of(item), masked.condition_at(item.start_byte))
+        return VMStateField(macro, "", state_type, tmp, text.line(item), masked.condition_at(item.start_byte))
     struct_type = None
     if len(args) > 1 and not macro.startswith("VMSTATE_UNUSED"):
         # VMSTATE_UNUSED_BUFFER(test, version, size) names no type: its second
@@ -189,7 +191,7 @@ def _field(item: Node, text: Text, masked: MaskedSource) -> VMStateField | None:
         path=text.compact(args[0]) if args else "",
         struct_type=struct_type,
         embeds=embeds,
-        line=line_of(item),
+        line=text.line(item),
         condition=masked.condition_at(item.start_byte),
     )
 
@@ -199,7 +201,7 @@ def _hand_written_field(item: Node, text: Text, masked: MaskedSource) -> VMState
     `{}` ends the list as VMSTATE_END_OF_LIST() does."""
     pairs = _designated(item, text)
     if not pairs:
-        return VMStateField("VMSTATE_END_OF_LIST", "", None, None, line_of(item), None)
+        return VMStateField("VMSTATE_END_OF_LIST", "", None, None, text.line(item), None)
     codec = _identifier(pairs["info"], text) if "info" in pairs else None
     if codec is None:
         return None
@@ -209,5 +211,5 @@ def _hand_written_field(item: Node, text: Text, masked: MaskedSource) -> VMState
     if offset is not None:
         struct_type, path = offset["type"], offset["member"]
     return VMStateField(
-        "VMStateField", path, struct_type, None, line_of(item), masked.condition_at(item.start_byte), codec
+        "VMStateField", path, struct_type, None, text.line(item), masked.condition_at(item.start_byte), codec
     )
