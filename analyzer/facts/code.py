@@ -86,6 +86,12 @@ class FunctionExtractor:
         self.assignments: list[Assignment] = []
         self.returns: list[Return] = []
         self.reads: set[str] = set()
+        # By Node.id: an `if` that returns early has its condition read as a
+        # guard of its body and of what follows, an assignment's left side both
+        # as a target and an expression. The scope no longer changes meanwhile.
+        self._expressions: dict[int, Expression] = {}
+        self._conditions: dict[int, Condition] = {}
+        self._leaves: dict[tuple[str, str], Expression] = {}
 
     # -- symbols -----------------------------------------------------------
 
@@ -148,6 +154,19 @@ class FunctionExtractor:
         """Summarise what an expression reads."""
         if node is None:
             return Expression(text="")
+        if not node.child_count:
+            # A leaf (a name, a number: most arguments) reads what its text says.
+            leaf = (node.type, self.text.raw(node))
+            known = self._leaves.get(leaf)
+            if known is None:
+                known = self._leaves[leaf] = self._expression(node)
+            return known
+        known = self._expressions.get(node.id)
+        if known is None:
+            known = self._expressions[node.id] = self._expression(node)
+        return known
+
+    def _expression(self, node: Node) -> Expression:
         subjects: set[str] = set()
         fields: set[str] = set()
         calls: list[str] = []
@@ -220,6 +239,12 @@ class FunctionExtractor:
         """Split a condition into and/or/not over atoms."""
         if node is None:
             return Condition(op="atom", text="", atom=Expression(text=""))
+        known = self._conditions.get(node.id)
+        if known is None:
+            known = self._conditions[node.id] = self._condition(node)
+        return known
+
+    def _condition(self, node: Node) -> Condition:
         while node.type == "parenthesized_expression" and len(named_children(node)) == 1:
             node = named_children(node)[0]
         text = self.text.spaced(node)
@@ -392,7 +417,8 @@ class FunctionExtractor:
                     )
                 )
             for argument in argument_nodes:
-                self.scan(argument, guards)
+                if argument.child_count:
+                    self.scan(argument, guards)
             return
         if kind == "assignment_expression":
             left = node.child_by_field_name("left")
@@ -419,8 +445,9 @@ class FunctionExtractor:
                 )
             self.scan(right, guards)
             return
-        for child in named_children(node):
-            self.scan(child, guards)
+        for child in node.named_children:
+            if child.child_count:  # a leaf (a name, a comment) holds no call
+                self.scan(child, guards)
 
 
 def collect_locals(function: Node, text: Text, scope: Scope, profile: Profile) -> tuple[str, ...]:
