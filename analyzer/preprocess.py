@@ -16,8 +16,10 @@ blanked because no build compiles them.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 _DIRECTIVE = re.compile(rb"^[ \t]*#[ \t]*(if|ifdef|ifndef|elif|else|endif)\b(.*)$")
 # Patterns start with a literal so that the regex engine skips to candidates
@@ -61,8 +63,28 @@ class MaskedSource:
 
     def condition_at(self, offset: int) -> str | None:
         """Return the conjunction of preprocessor conditions covering `offset`."""
-        parts = [r.condition for r in self.regions if r.start <= offset < r.end]
-        return " && ".join(parts) if parts else None
+        bounds, conditions = self._conditions
+        return conditions[bisect_right(bounds, offset)]
+
+    @cached_property
+    def _conditions(self) -> tuple[list[int], list[str | None]]:
+        """The offsets where the covering regions change, and the conjunction before
+        each and after the last: a file's hundreds of fields and functions each
+        ask, and scanning every region for each was most of the asking."""
+        bounds = sorted({offset for r in self.regions for offset in (r.start, r.end)})
+        starting: dict[int, list[int]] = {}
+        for index, region in enumerate(self.regions):
+            starting.setdefault(region.start, []).append(index)
+        active: dict[int, str] = {}  # index -> condition, in the order of the regions
+        conditions: list[str | None] = [None]
+        for bound in bounds:
+            active = {i: c for i, c in active.items() if self.regions[i].end > bound}
+            for index in starting.get(bound, ()):
+                if self.regions[index].end > bound:
+                    active[index] = self.regions[index].condition
+            active = dict(sorted(active.items()))
+            conditions.append(" && ".join(active.values()) if active else None)
+        return bounds, conditions
 
 
 def _blank(buf: bytearray, start: int, end: int) -> None:
