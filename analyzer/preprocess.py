@@ -20,6 +20,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import accumulate
 
 _DIRECTIVE = re.compile(rb"^[ \t]*#[ \t]*(if|ifdef|ifndef|elif|else|endif)\b(.*)$")
 # Patterns start with a literal so that the regex engine skips to candidates
@@ -226,6 +227,8 @@ def _closers(masked: bytes, code: bytes) -> tuple[bytes, tuple[int, int] | None]
     instance `vmstate_x86_cpu` cut inside its .subsections list, into ERROR
     fragments, and every entry before the cut is lost.
     """
+    if _all_closed(masked, code):
+        return b"", None
     stack: list[int] = []
     for bracket in _BRACKET.finditer(code):
         index = bracket.start()
@@ -240,6 +243,22 @@ def _closers(masked: bytes, code: bytes) -> tuple[bytes, tuple[int, int] | None]
         return b"", None
     tail = b"".join(_PAIRS[code[i]] for i in reversed(stack)) + b";\n"
     return b"\n" + tail, (code.count(b"\n", 0, stack[-1]) + 1, len(stack))
+
+
+_BRACKETS_ONLY = bytes(b if b in b"{}()[]" else 0 for b in range(256))
+_DEPTH_STEP = [1 if b in b"{([" else -1 for b in range(256)]
+
+
+def _all_closed(masked: bytes, code: bytes) -> bool:
+    """Whether _closers finds no bracket left open, without its loop over every bracket
+    (a file whose #if branches or comments unbalance the raw count, as most such files
+    are, is whole): the brackets both texts keep, as one AND of their bracket bytes,
+    and their depths. The loop's stack, which ignores a closer with nothing open, ends
+    at the last depth less the least depth below zero."""
+    size = len(code)
+    kept = int.from_bytes(masked[:size].translate(_BRACKETS_ONLY)) & int.from_bytes(code.translate(_BRACKETS_ONLY))
+    depths = list(accumulate(map(_DEPTH_STEP.__getitem__, kept.to_bytes(size).translate(None, b"\0"))))
+    return not depths or depths[-1] == min(0, min(depths))
 
 
 # `static const VMStateDescription vmstate_foo = {`, from the start of its line.
