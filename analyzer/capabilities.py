@@ -36,6 +36,11 @@ class Probe:
 _NONE: frozenset[Probe] = frozenset()
 
 
+def _probe_order(probe: Probe) -> tuple[str, str, str, int, str]:
+    """The order Probe's own comparisons give, as a key (much cheaper to sort by)."""
+    return probe.name, probe.kind, probe.path, probe.line, probe.function
+
+
 class _Solving:
     """What `Capabilities._solve` keeps while it runs: the steps (an assignment,
     or a function's returns), which step reads which key, and which to evaluate
@@ -120,13 +125,24 @@ class Capabilities:
         def seen(key: str) -> bool:
             return not key.startswith("local:") or key.startswith(prefixes)
 
-        digest = hashlib.sha256(repr(sorted(self.required)).encode())
-        for key in sorted(k for k in self.probes if seen(k)):
-            digest.update(repr((key, sorted(self.probes[key]))).encode())
-        for key in sorted(k for k in self._local_values if seen(k)):
-            values = sorted((line, sorted(probes)) for line, probes in self._local_values[key].items())
-            digest.update(repr((key, values)).encode())
-        return digest.hexdigest()
+        # The text digested is repr((key, sorted(probes))) for each key, and
+        # repr((key, [(line, sorted(probes)), ...])) for each local; built here
+        # from each set's text, made once: the same few sets recur under many
+        # keys, and a Probe's repr() and order (dataclass methods) are slow.
+        listed: dict[frozenset[Probe], str] = {}
+
+        def listing(probes: frozenset[Probe]) -> str:
+            if (text := listed.get(probes)) is None:
+                ordered = sorted(probes, key=_probe_order)
+                text = listed[probes] = f"[{', '.join(map(repr, ordered))}]"
+            return text
+
+        parts = [repr(sorted(self.required))]
+        parts.extend(f"({key!r}, {listing(self.probes[key])})" for key in sorted(filter(seen, self.probes)))
+        for key in sorted(filter(seen, self._local_values)):
+            values = sorted(self._local_values[key].items())  # by line: each once
+            parts.append(f"({key!r}, [{', '.join(f'({line!r}, {listing(probes)})' for line, probes in values)}])")
+        return hashlib.sha256("".join(parts).encode()).hexdigest()  # as one update per part would
 
     # -- queries -----------------------------------------------------------
 
