@@ -41,6 +41,13 @@ def _probe_order(probe: Probe) -> tuple[str, str, str, int, str]:
     return probe.name, probe.kind, probe.path, probe.line, probe.function
 
 
+def _value_at(values: dict[int, frozenset[Probe]], line: int) -> frozenset[Probe]:
+    """Probes of the last assignment to a local above `line` (branches and loops
+    ignored), from its probes by the line assigned at."""
+    earlier = [assigned for assigned in values if assigned < line]
+    return values[max(earlier)] if earlier else _NONE
+
+
 class _Solving:
     """What `Capabilities._solve` keeps while it runs: the steps (an assignment,
     or a function's returns), which step reads which key, and which to evaluate
@@ -156,11 +163,16 @@ class Capabilities:
     def _of_expression(
         self, expression: Expression, function: Function | None, line: int, solving: _Solving | None
     ) -> frozenset[Probe]:
-        # Most expressions make no probe call and name no member the kernel fills in.
-        calls = expression.calls
-        direct = (calls and not self._probe_calls.isdisjoint(calls)) or (self.profile.host_fields and expression.fields)
-        found = frozenset(self._direct(expression, function, line)) if direct else _NONE
+        found = frozenset(self._direct(expression, function, line)) if self._may_probe(expression) else _NONE
         return self._read(found, expression.subjects, line, solving)
+
+    def _may_probe(self, expression: Expression) -> bool:
+        """False when `_direct` finds nothing in `expression`, as it does in most:
+        no probe call, no member the kernel fills in."""
+        calls = expression.calls
+        return bool(
+            (calls and not self._probe_calls.isdisjoint(calls)) or (self.profile.host_fields and expression.fields)
+        )
 
     def _read(
         self, found: frozenset[Probe], keys: tuple[str, ...], line: int, solving: _Solving | None
@@ -169,20 +181,15 @@ class Capabilities:
         excluded, local_values, all_probes = self._is_excluded_subject, self._local_values, self.probes
         if solving:
             readers, step, excluded = solving.readers, solving.step, solving.excluded
-        for key in keys:
-            if solving:
+            for key in keys:
                 readers[key].append((step, line))
-            at_line = line > 0 and key in local_values
-            probes = self._local_value_at(key, line) if at_line else all_probes.get(key, _NONE)
+        for key in keys:
+            values = local_values.get(key) if line > 0 else None
+            probes = all_probes.get(key, _NONE) if values is None else _value_at(values, line)
             # Few keys carry probes: only those need asking whether excluded.
             if not probes <= found and not excluded(key):
                 found = found | probes
         return found
-
-    def _local_value_at(self, key: str, line: int) -> frozenset[Probe]:
-        """Probes of the last assignment to a local above `line` (branches and loops ignored)."""
-        earlier = [assigned for assigned in self._local_values[key] if assigned < line]
-        return self._local_values[key][max(earlier)] if earlier else frozenset()
 
     def _is_excluded_subject(self, key: str) -> bool:
         kind, _, rest = key.partition(":")
@@ -257,24 +264,26 @@ class Capabilities:
     def _condition(self, guard: Guard, function: Function) -> tuple[frozenset[Probe], tuple[str, ...]]:
         """The probes a guard's condition makes itself, and the keys it reads."""
         atoms = guard.condition.atoms()
-        made = frozenset(p for atom in atoms for p in self._direct(atom, function, guard.line))
+        made = frozenset(p for atom in atoms if self._may_probe(atom) for p in self._direct(atom, function, guard.line))
         return made, tuple(key for atom in atoms for key in atom.subjects)
 
-    def _assignment_probes(self, assignment: Assignment, function: Function, solving: _Solving) -> frozenset[Probe]:
-        if (
+    def _is_guest_state(self, assignment: Assignment) -> bool:
+        """Whether an assignment writes migrated CPU state, which is guest state:
+        the get path fills it from KVM under capability checks, which does not
+        make it a capability. The exceptions are a buffer allocated only when
+        the host supports it (`env->nested_state = g_malloc0(...)`): its
+        presence is one; and members the profile names as rebuilt from host
+        probes on each end instead of migrated (loongarch's `env->cpucfg[2]` LBT bits)."""
+        return (
             self.profile.is_state_key(assignment.target)
             and not set(assignment.value.calls) & self.profile.allocation_calls
             and not self._is_host_state(assignment.target)
-        ):
-            # Migrated CPU state is guest state: the get path fills it from KVM
-            # under capability checks, which does not make it a capability. The
-            # exceptions are a buffer allocated only when the host supports
-            # it (`env->nested_state = g_malloc0(...)`): its presence is one;
-            # and members the profile names as rebuilt from host probes on each
-            # end instead of migrated (loongarch's `env->cpucfg[2]` LBT bits).
-            return frozenset()
+        )
+
+    def _assignment_probes(self, assignment: Assignment, function: Function, solving: _Solving) -> frozenset[Probe]:
+        """The probes an assignment (not of guest state) gives its target."""
         direct = self._of_expression(assignment.value, function, assignment.line, solving)
-        if direct:
+        if direct or not assignment.guards:
             return direct
         # Control dependence: the innermost if/case over a capability decides the
         # value. Locals such as `ret` are assigned under every kind of check, so
@@ -334,9 +343,11 @@ class Capabilities:
         # first evaluates each (a device's functions read what its base holds);
         # the others only those that read something changed since: any other
         # would find what it found before.
+        # An assignment of guest state gives its target no probes, in any round:
+        # it is no step.
         steps: list[tuple[Function, Assignment | None]] = []
         for function in functions:
-            steps.extend((function, assignment) for assignment in function.assignments)
+            steps.extend((function, a) for a in function.assignments if not self._is_guest_state(a))
             # The result of a probe or ioctl wrapper is judged at each call site,
             # by the KVM_CAP_* or request constant its caller passes.
             wrapper = self._is_probe_call(function.name) or function.name in self.profile.ioctl_calls
@@ -362,11 +373,12 @@ class Capabilities:
             target, line = assignment.target, assignment.line
             probes = self._assignment_probes(assignment, function, solving)
         if target.startswith("local:"):
-            if target not in self._local_values and target in self.probes:
-                solving.touch(target, 1)  # read at a line from `probes` until now, as a local from here on
-            values = self._local_values.setdefault(target, {})
-            if line not in values or not probes <= values[line]:
-                values[line] = values.get(line, frozenset()) | probes
+            if (values := self._local_values.get(target)) is None:
+                if target in self.probes:
+                    solving.touch(target, 1)  # read at a line from `probes` until now, as a local from here on
+                values = self._local_values[target] = {}
+            if (before := values.get(line)) is None or not probes <= before:
+                values[line] = probes if before is None else before | probes
                 solving.touch(target, line + 1)  # read as it stands above a line
         if not probes or not self._add(target, probes):
             return False
