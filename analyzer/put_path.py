@@ -48,18 +48,25 @@ def _is_member(path: str, profile: Profile) -> bool:
     return path.startswith(profile.cpu_type + ".") and path not in profile.state_roots
 
 
-def _passes_on(callee: str, index: int, by_name: Mapping[str, list[Function]], sinks: dict[str, set[int]]) -> bool:
+def _passes_on(callee: str, index: int, arity: Mapping[str, int], sinks: dict[str, set[int]]) -> bool:
     """Whether argument `index` of a call to `callee` leaves for KVM (or somewhere we cannot see)."""
-    return _always_passes_on(callee, index, by_name) or index in sinks[callee]
+    return _always_passes_on(callee, index, arity) or index in sinks[callee]
 
 
-def _always_passes_on(callee: str, index: int, by_name: Mapping[str, list[Function]]) -> bool:
+def _always_passes_on(callee: str, index: int, arity: Mapping[str, int]) -> bool:
     """Whether argument `index` of a call to `callee` leaves whatever `callee` does with it:
     a function not ours, or one of its variadic arguments (`kvm_vcpu_ioctl(cpu, type, ...)`)."""
-    return callee not in by_name or all(index >= len(f.parameters) for f in by_name[callee])
+    return callee not in arity or index >= arity[callee]
 
 
-def _sink_parameters(by_name: Mapping[str, list[Function]], profile: Profile) -> dict[str, set[int]]:
+def _arities(by_name: Mapping[str, list[Function]]) -> dict[str, int]:
+    """For each of our functions, the most parameters a definition of it takes."""
+    return {name: max((len(f.parameters) for f in definitions), default=0) for name, definitions in by_name.items()}
+
+
+def _sink_parameters(
+    by_name: Mapping[str, list[Function]], arity: Mapping[str, int], profile: Profile
+) -> dict[str, set[int]]:
     """For each function, the parameters whose value leaves it: stored outside
     its locals, or passed on to an external call or to another such parameter.
     `kvm_msr_entry_add(cpu, index, value)` sinks `value`; `freq_within_bounds`
@@ -84,7 +91,7 @@ def _sink_parameters(by_name: Mapping[str, list[Function]], profile: Profile) ->
                     held = {p for s in argument.subjects for p in carried.get(s, ())}
                     if not held:
                         continue
-                    if _always_passes_on(call.callee, index, by_name):
+                    if _always_passes_on(call.callee, index, arity):
                         sinks[name] |= held
                     else:
                         waiting[name].append((call.callee, index, held))
@@ -200,7 +207,8 @@ class _LocalCopies:
             return set()
         above = [a for a in self.assignments[key] if a.line < line]
         name = key.rsplit(":", 1)[-1]
-        whole = [i for i, a in enumerate(above) if a.target_text == name and set(a.guards) <= set(guards)]
+        # Guards compared by `in`, not as sets: hashing a guard walks its whole condition.
+        whole = [i for i, a in enumerate(above) if a.target_text == name and all(g in guards for g in a.guards)]
         found: set[str] = set()
         for assignment in above[whole[-1] if whole else 0 :]:
             found.update(f for f in assignment.value.fields if _is_member(f, self.profile))
@@ -232,25 +240,29 @@ def _site(
 def _function_sites(
     function: Function,
     profile: Profile,
-    by_name: Mapping[str, list[Function]],
+    arity: Mapping[str, int],
     readers: Mapping[str, list[tuple[str, TableEntry]]],
     sinks: dict[str, set[int]],
 ) -> list[_Site]:
     """The handoffs `function` makes, with only its own guards."""
     copies = _LocalCopies(function, profile)
+    shared = profile.shared_buffers
     sites: list[_Site] = []
     for call in function.calls:
         for state_path, entry in readers.get(call.callee, ()):
             how = f"read by {call.callee}() from {entry.table}[] ({entry.path}:{entry.line})"
             sites.append(_site(call, call.guards, state_path, how))
-        for request in sorted({c for a in call.arguments for c in a.constants} & profile.shared_buffers.keys()):
-            for state_path in profile.shared_buffers[request]:
+        requests = {c for a in call.arguments for c in a.constants} & shared.keys() if shared else ()
+        for request in sorted(requests):
+            for state_path in shared[request]:
                 if _is_member(state_path, profile):  # not another unit's buffer (lent KVM code)
                     how = f"shared with KVM, reread on {request} passed to {call.callee}()"
                     sites.append(_site(call, call.guards, state_path, how))
         if not profile.is_ignored_call(call.callee):
             for index, argument in enumerate(call.arguments):
-                if not _passes_on(call.callee, index, by_name, sinks):
+                if not argument.fields and not any(s.startswith("local:") for s in argument.subjects):
+                    continue  # carries no state: `cs`, a constant
+                if not _passes_on(call.callee, index, arity, sinks):
                     continue  # a helper of ours that does not pass this argument on
                 for state_path in copies.carried(argument, call.line, call.guards):
                     if _is_member(state_path, profile):
@@ -278,7 +290,8 @@ def find_handoffs(
     registered by address at vCPU init): the buffer's contents go to KVM there."""
     by_name = reachable(functions, profile.put_entry_points)
     readers = _table_readers(profile, table_entries)
-    sinks = _sink_parameters(by_name, profile)
+    arity = _arities(by_name)
+    sinks = _sink_parameters(by_name, arity, profile)
     handoffs: set[Handoff] = set()
     edges: set[CallEdge] = set()
     # The walk reaches a function once per call path (the CPU's helpers several
@@ -287,7 +300,7 @@ def find_handoffs(
     made: dict[int, list[_Site]] = {}
     for function, guards, chain in _walk(by_name, profile.put_entry_points):
         if id(function) not in made:
-            made[id(function)] = _function_sites(function, profile, by_name, readers, sinks)
+            made[id(function)] = _function_sites(function, profile, arity, readers, sinks)
         for site, site_guards, state_path, how, text in made[id(function)]:
             handoffs.add(
                 Handoff(
