@@ -301,16 +301,20 @@ def _analyse_units(
     # A unit found in the cache is not joined again, nor are its files' facts loaded.
     unit_jobs: list[Job] = [(f.path, f.data, f.role, i) for i, (_, tree) in enumerate(units) for f in tree.files]
     workers = worker_count(jobs, len(unit_jobs) + len(candidates))
-    # On worker processes: the units' files start at once, and are analysed here
+    snapshot_key = key_of(("snapshot", reader.root_id)) if cache and reader.root_id else None
+    previous_snapshot = cache.load_entry("trees", snapshot_key, TreeSnapshot) if cache and snapshot_key else None
+    if previous_snapshot is not None and previous_snapshot.root != reader.root_id:
+        previous_snapshot = None  # another tree's entries
+    # A tree analysed before has few unit files to extract, if any: they are
+    # extracted here, as the units that changed ask for them, and those of a
+    # unit found whole are not even looked up in the cache.
+    unit_workers = workers if previous_snapshot is None else 1
+    # Else on worker processes: the units' files start at once, and are analysed here
     # unit by unit as they come back; the inventory's start once read, on
     # workers that get what CPU the others leave.
     with ExitStack() as running:
-        unit_batch = running.enter_context(Batch(unit_jobs, profiles, cache, workers, in_order=len(unit_jobs)))
+        unit_batch = running.enter_context(Batch(unit_jobs, profiles, cache, unit_workers, in_order=len(unit_jobs)))
         vmstate_paths = {f.path for _, tree in units for f in tree.files if f.role == "vmstate"}
-        snapshot_key = key_of(("snapshot", reader.root_id)) if cache and reader.root_id else None
-        previous_snapshot = cache.load_entry("trees", snapshot_key, TreeSnapshot) if cache and snapshot_key else None
-        if previous_snapshot is not None and previous_snapshot.root != reader.root_id:
-            previous_snapshot = None  # another tree's entries
         # A file a unit skipped is noted once, by the unit.
         unit_skipped = {path for _, tree in units for path, _ in tree.skipped}
         scan = scan_inventory(reader, candidates, vmstate_paths | unit_skipped, previous_snapshot)

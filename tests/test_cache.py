@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import multiprocessing.process
 import os
 import shutil
 from collections.abc import Callable
@@ -320,16 +322,26 @@ def test_a_cached_analysis_found_while_workers_run_ends_the_run(
 ) -> None:
     # The units' files go to the workers before the inventory is read; a
     # content-key hit then returns at once, the workers' pending work dropped.
-    import os
-
     monkeypatch.setattr(analyzer.facts.batch, "PARALLEL_THRESHOLD", 1)
     tree = tmp_path / "qemu"
     shutil.copytree(MINI, tree)
     cache = FactsCache(tmp_path / "cache")
     cold = _json(audit(tree, cache=cache, jobs=2))
-    machine = tree / "target/i386/machine.c"
-    os.utime(machine, ns=(machine.stat().st_atime_ns, machine.stat().st_mtime_ns + 10**9))
-    assert _json(audit(tree, cache=cache, jobs=2)) == cold
+    # The same files elsewhere (a tree with no snapshot in this cache), their
+    # facts gone from it: the units' files go to workers.
+    copy = tmp_path / "copy"
+    shutil.copytree(tree, copy)
+    shutil.rmtree(tmp_path / "cache" / "facts")
+    started: list[int] = []
+    real_start = multiprocessing.process.BaseProcess.start
+
+    def start(process: multiprocessing.process.BaseProcess) -> None:
+        started.append(1)
+        real_start(process)
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", start)
+    assert json.loads(_json(audit(copy, cache=cache, jobs=2))) == json.loads(cold.replace(str(tree), str(copy)))
+    assert started  # and the content-key hit ended the run while they ran
 
 
 def test_the_units_of_a_target_share_the_facts_of_a_file() -> None:

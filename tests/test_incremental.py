@@ -406,3 +406,32 @@ def test_unit_findings_are_those_of_the_rules_on_the_joined_analysis(tmp_path: P
         again = [f for rule in unit_rules for f in rule.check(analysis)]
         assert [f.fingerprint for f in analysis.unit_findings] == [f.fingerprint for f in again]
     assert any(f.rule == "VG001" for a in result.analyses for f in a.unit_findings)
+
+
+def test_a_unit_found_whole_is_not_looked_up_file_by_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzer.audit import audit
+    from analyzer.cache import FactsCache
+    from analyzer.profile import load_units
+    from analyzer.reports import renderer
+    from analyzer.tree import DirectoryReader, open_tree
+
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI.parent / "target-arm", tree)
+    shutil.copytree(MINI, tree, dirs_exist_ok=True)
+    cache = FactsCache(tmp_path / "cache")
+    audit(tree, cache=cache)
+    looked_up: list[str] = []
+    real = FactsCache.has_facts
+
+    def spy(self: FactsCache, extraction: str, path: str, role: str, data: bytes) -> bool:
+        looked_up.append(path)
+        return real(self, extraction, path, role, data)
+
+    monkeypatch.setattr(FactsCache, "has_facts", spy)
+    machine = tree / "target/i386/machine.c"
+    machine.write_text(machine.read_text().replace("        &vmstate_xcr0,\n", ""))
+    result = audit(tree, cache=cache, jobs=2)
+    i386 = {f.path for f in open_tree(DirectoryReader(tree), load_units("i386")[0]).files}
+    assert "target/i386/machine.c" in looked_up
+    assert set(looked_up) <= i386  # arm's unit came whole from the cache: none of its files asked
+    assert renderer("json")(result) == renderer("json")(audit(tree))

@@ -71,9 +71,9 @@ class _RemoteTracebackError(Exception):
 
 
 class Batch:
-    """The facts of a list of jobs: cached ones at once, the others extracted on
-    `workers` processes, started as soon as the batch is made (so that the caller
-    can do other work meanwhile), and here when asked for.
+    """The facts of a list of jobs, extracted on `workers` processes started as
+    soon as the batch is made (so that the caller can do other work meanwhile),
+    or here, and loaded from the cache, as they are asked for.
     A file read alike for several units is extracted (and cached) once.
     Use it as a context manager, which stops the workers."""
 
@@ -87,30 +87,28 @@ class Batch:
         background: bool = False,
     ) -> None:
         self.jobs, self.profiles, self.cache = jobs, profiles, cache
-        self.keys = [_extraction_key(job, profiles) for job in jobs]
-        # Index of the first job each job repeats: same file, role, bytes and key.
-        first: dict[tuple[str, str, str, bytes], int] = {}
-        self.same_as = [
-            first.setdefault((path, role, key, data), i)
-            for i, ((path, data, role, _), key) in enumerate(zip(jobs, self.keys, strict=True))
-        ]
-        unique = sorted(first.values())
-        # Cached facts are loaded when first asked for: a unit found in the
-        # cache whole never asks for its files' facts.
-        self.results: dict[int, FileFacts | None] = dict.fromkeys(unique)
-        self._cached = {i for i in unique if cache and cache.has_facts(self.keys[i], *self._file(i))}
-        missing = [i for i in unique if i not in self._cached]
-        self.done, self.total = 0, len(missing)
+        # Made as each job is first met: its extraction key, the first job it
+        # repeats (same file, role, bytes and key), whether the cache has its facts.
+        self.keys: list[str | None] = [None] * len(jobs)
+        self.same_as: list[int | None] = [None] * len(jobs)
+        self._first: dict[tuple[str, str, str, bytes], int] = {}
+        self.results: dict[int, FileFacts | None] = {}
+        self._cached: set[int] = set()
+        self.done = self.total = 0  # files extracted, and to extract as far as known
+        self._order: list[int] = []  # what the workers take, in turn
+        self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._counter: Synchronized[int] | None = None  # positions of _order taken, shared with the workers
+        context = _fork_context() if workers > 1 else None
+        if context is None:
+            # All here, as asked for: a unit found whole in the cache never asks
+            # for its files' facts, so their keys and entries are not looked up.
+            return
+        missing = [i for i in range(len(jobs)) if self._first_met(i) and i not in self._cached]
         # The first `in_order` jobs in order, for a caller that uses them as they
         # come; then the largest files first, so that no worker is left with one at the end.
         self._order = [i for i in missing if i < in_order]
         self._order += sorted((i for i in missing if i >= in_order), key=lambda i: -len(jobs[i][1]))
-        self._claimed = 0  # positions in _order taken, when there are no workers
-        # This process extracts too while it waits: one file needs no worker.
-        context = _fork_context() if workers > 1 and len(missing) > 1 else None
-        self._processes: list[multiprocessing.process.BaseProcess] = []
-        self._counter: Synchronized[int] | None = None  # positions of _order taken, shared with the workers
-        if context is not None:
+        if len(missing) > 1:  # this process extracts too while it waits: one file needs no worker
             self._counter = context.Value("l", 0)
             self._returned: multiprocessing.Queue[tuple[int, FileFacts | tuple[str, str]]] = context.Queue()
             self._processes = [
@@ -118,6 +116,25 @@ class Batch:
             ]
             for process in self._processes:
                 process.start()
+
+    def _first_met(self, index: int) -> bool:
+        """Whether job `index` repeats no earlier one; its key and cache state found."""
+        return self._unique(index) == index
+
+    def _unique(self, index: int) -> int:
+        """The first job that job `index` repeats, itself if none."""
+        found = self.same_as[index]
+        if found is None:
+            path, data, role, _ = self.jobs[index]
+            key = self.keys[index] = _extraction_key(self.jobs[index], self.profiles)
+            found = self.same_as[index] = self._first.setdefault((path, role, key, data), index)
+            if found == index:
+                self.results[index] = None
+                if self.cache and self.cache.has_facts(key, path, role, data):
+                    self._cached.add(index)
+                else:
+                    self.total += 1
+        return found
 
     def __enter__(self) -> Batch:
         return self
@@ -137,16 +154,21 @@ class Batch:
         """The facts of the `wanted` jobs (default: all), in that order."""
         found: list[FileFacts] = []
         for i in range(len(self.jobs)) if wanted is None else wanted:
-            index = self.same_as[i]
+            index = self._unique(i)
             if self.results[index] is None and index in self._cached:
                 self._cached.discard(index)
-                self.results[index] = self.cache.load(self.keys[index], *self._file(index)) if self.cache else None
+                self.results[index] = self.cache.load(self._key(index), *self._file(index)) if self.cache else None
                 if self.results[index] is None:  # damaged since: extracted here
                     self._store(index, _extract(self.jobs[index], self.profiles), None)
             while (facts := self.results[index]) is None:
-                self._advance(progress)
+                self._advance(index, progress)
             found.append(facts)
         return found
+
+    def _key(self, index: int) -> str:
+        key = self.keys[index]
+        assert key is not None, "a job's key is made when it is first met"
+        return key
 
     def _file(self, index: int) -> tuple[str, str, bytes]:
         path, data, role, _ = self.jobs[index]
@@ -154,10 +176,13 @@ class Batch:
 
     # -- main process ------------------------------------------------------
 
-    def _advance(self, progress: Progress | None) -> None:
-        """Store facts a worker sent back; else extract the next job no worker has
-        taken; else wait for a worker."""
-        if self._processes and self._receive(wait=False, progress=progress):
+    def _advance(self, wanted: int, progress: Progress | None) -> None:
+        """Without workers, extract job `wanted`. Else store facts a worker sent
+        back; else extract the next job no worker has taken; else wait for a worker."""
+        if not self._processes:
+            self._store(wanted, _extract(self.jobs[wanted], self.profiles), progress)
+            return
+        if self._receive(wait=False, progress=progress):
             return
         position = self._claim()
         if position is not None:
@@ -181,9 +206,7 @@ class Batch:
 
     def _claim(self) -> int | None:
         """The next position of _order to extract, taken by this process or a worker; None when all are."""
-        if self._counter is None:
-            position, self._claimed = self._claimed, self._claimed + 1
-            return position if position < len(self._order) else None
+        assert self._counter is not None, "claimed only where there are workers"
         with self._counter.get_lock():
             position = self._counter.value
             self._counter.value = position + 1
@@ -196,7 +219,7 @@ class Batch:
         self.done += 1
         self.results[index] = facts
         if self.cache:
-            self.cache.store(self.keys[index], path, role, data, facts)
+            self.cache.store(self._key(index), path, role, data, facts)
 
     # -- worker processes --------------------------------------------------
 
