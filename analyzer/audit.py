@@ -759,7 +759,7 @@ def _summary(facts: FileFacts) -> FileFacts:
             returns=returns,
         )
 
-    return replace(facts, functions=tuple(stripped(f) for f in facts.functions), references=())
+    return facts._replace(functions=tuple(stripped(f) for f in facts.functions), references=())
 
 
 def _migrated_paths(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .cache import Deferred
 from .facts.model import Description, Diagnostic, FileFacts
@@ -170,7 +170,7 @@ def inventory_facts(facts: FileFacts) -> FileFacts:
     every warm run loads back from the cache."""
     return FileFacts(
         path=facts.path,
-        descriptions=tuple(replace(d, fields=()) for d in facts.descriptions),
+        descriptions=tuple(d._replace(fields=()) for d in facts.descriptions),
         references=facts.references,
         # Parse errors elsewhere in device code, and field lists, are not what
         # these rules read; a subsection entry we could not read is.

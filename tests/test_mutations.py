@@ -9,7 +9,6 @@ inject random bytes, truncate.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -63,11 +62,10 @@ def mutations(draw: st.DrawFn, lines: list[bytes], start: int) -> list[bytes]:
 
 
 def _without_lines(description: Description) -> Description:
-    return replace(
-        description,
+    return description._replace(
         line=0,
-        fields=tuple(replace(f, line=0) for f in description.fields),
-        subsections=tuple(replace(s, line=0) for s in description.subsections),
+        fields=tuple(f._replace(line=0) for f in description.fields),
+        subsections=tuple(s._replace(line=0) for s in description.subsections),
     )
 
 

@@ -198,7 +198,7 @@ class Batch:
             index, facts = self._returned.get(timeout=1.0) if wait else self._returned.get_nowait()
         except queue.Empty:
             return False
-        if isinstance(facts, tuple):
+        if not isinstance(facts, FileFacts):  # (error, traceback) from the worker
             error, trace = facts
             raise WorkerError(f"{self.jobs[index][0]}: {error}") from _RemoteTracebackError(trace)
         self._store(index, facts, progress)

@@ -14,20 +14,25 @@ files when they denote the same thing:
 - `field:<Type>.<member>...`        a struct member, rooted at its struct type
                                     (`CPUX86State` is folded into `X86CPU.env`
                                     by the target profile)
+
+Records are named tuples, not dataclasses: a tree gives hundreds of
+thousands, built by the extractor and read back from the cache on every
+run, and tuples are built and unpickled several times faster; their classes
+are also made several times faster, at every start. So compare records of
+one type only (a tuple equals any tuple of the same items), and change one
+with `_replace`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import NamedTuple
 
 # `!flag`, `!env->nested_state`, `!kvm_has_x(CAP)`: a negated plain operand or call.
 _NEGATED_OPERAND = re.compile(r"!\s*[A-Za-z_]\w*(?:\s*(?:->|\.)\s*\w+)*(?:\([^()]*\))?")
 
 
-@dataclass(frozen=True)
-class Expression:
+class Expression(NamedTuple):
     """What an expression reads: its text, symbol keys, called functions, constants."""
 
     text: str
@@ -37,8 +42,7 @@ class Expression:
     constants: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Condition:
+class Condition(NamedTuple):
     """A boolean condition as a tree of `and`/`or`/`not` over atoms."""
 
     op: str  # "atom", "not", "and", "or"
@@ -57,8 +61,7 @@ class Condition:
         return tuple(leaf.atom for leaf in self.leaves() if leaf.atom is not None)
 
 
-@dataclass(frozen=True)
-class Guard:
+class Guard(NamedTuple):
     """Code runs only when `condition` evaluates to `holds`.
 
     kind is `if`, `else`, `early-return` (an earlier `if (c) return;`),
@@ -82,8 +85,7 @@ class Guard:
         return f"!({text})"
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     callee: str
     arguments: tuple[Expression, ...]
     guards: tuple[Guard, ...]
@@ -91,15 +93,13 @@ class Call:
     column: int
 
 
-@dataclass(frozen=True)
-class Return:
+class Return(NamedTuple):
     value: Expression  # empty text for a bare `return;`
     guards: tuple[Guard, ...]
     line: int
 
 
-@dataclass(frozen=True)
-class Assignment:
+class Assignment(NamedTuple):
     target: str  # symbol key written
     target_text: str
     value: Expression
@@ -108,8 +108,7 @@ class Assignment:
     column: int
 
 
-@dataclass(frozen=True)
-class Function:
+class Function(NamedTuple):
     name: str
     path: str
     line: int
@@ -123,8 +122,7 @@ class Function:
     reads: tuple[str, ...] = ()  # every field key the body mentions
 
 
-@dataclass(frozen=True)
-class VMStateField:
+class VMStateField(NamedTuple):
     macro: str
     path: str  # first argument, whitespace removed
     struct_type: str | None  # second argument: the type `path` is relative to
@@ -137,8 +135,7 @@ class VMStateField:
     codec: str | None = None
 
 
-@dataclass(frozen=True)
-class Codec:
+class Codec(NamedTuple):
     """A `VMStateInfo` of hand-written get/put functions (`vmstate_powered_off`)."""
 
     symbol: str
@@ -148,15 +145,13 @@ class Codec:
     line: int
 
 
-@dataclass(frozen=True)
-class SubsectionEntry:
+class SubsectionEntry(NamedTuple):
     symbol: str
     line: int
     condition: str | None
 
 
-@dataclass(frozen=True)
-class Description:
+class Description(NamedTuple):
     symbol: str
     path: str
     line: int
@@ -175,18 +170,14 @@ class Description:
 
 
 class Reference(NamedTuple):
-    """An identifier that may name a VMStateDescription, outside comments and strings.
-
-    A named tuple, not a dataclass: a QEMU tree has some 20,000, read back
-    from the cache on every run, and tuples load about twice as fast."""
+    """An identifier that may name a VMStateDescription, outside comments and strings."""
 
     name: str
     line: int
     kind: str  # "use", "declaration" (`extern const VMStateDescription x;`) or "macro" (in a #define)
 
 
-@dataclass(frozen=True)
-class PropertyDefinition:
+class PropertyDefinition(NamedTuple):
     """`DEFINE_PROP_BOOL("x-migrate-smi-count", X86CPU, migrate_smi_count, true)`."""
 
     name: str
@@ -196,16 +187,14 @@ class PropertyDefinition:
     line: int
 
 
-@dataclass(frozen=True)
-class CompatEntry:
+class CompatEntry(NamedTuple):
     driver: str
     property: str
     value: str
     line: int
 
 
-@dataclass(frozen=True)
-class CompatArray:
+class CompatArray(NamedTuple):
     """A `GlobalProperty name[] = { ... }` table of machine-type compat properties."""
 
     symbol: str
@@ -214,8 +203,7 @@ class CompatArray:
     entries: tuple[CompatEntry, ...]
 
 
-@dataclass(frozen=True)
-class MachineDefinition:
+class MachineDefinition(NamedTuple):
     """A machine type registered by a DEFINE_*_MACHINE macro."""
 
     name: str
@@ -224,8 +212,7 @@ class MachineDefinition:
     line: int
 
 
-@dataclass(frozen=True)
-class Diagnostic:
+class Diagnostic(NamedTuple):
     """A region of the tree the analyzer could not understand, or other input trouble."""
 
     path: str
@@ -236,8 +223,7 @@ class Diagnostic:
     whole_file: bool = False
 
 
-@dataclass(frozen=True)
-class RequiredCapability:
+class RequiredCapability(NamedTuple):
     """`KVM_CAP_INFO(XSAVE)` in a `KVMCapabilityInfo` table: kvm_init() fails without it."""
 
     name: str  # KVM_CAP_XSAVE
@@ -246,8 +232,7 @@ class RequiredCapability:
     line: int
 
 
-@dataclass(frozen=True)
-class TableEntry:
+class TableEntry(NamedTuple):
     """One entry of a register table: `KVM_CSR_CFG("senvcfg", senvcfg, RISCV_CSR_REG(senvcfg))`."""
 
     macro: str
@@ -257,8 +242,7 @@ class TableEntry:
     line: int
 
 
-@dataclass(frozen=True)
-class FileFacts:
+class FileFacts(NamedTuple):
     path: str
     descriptions: tuple[Description, ...] = ()
     codecs: tuple[Codec, ...] = ()
