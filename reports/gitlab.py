@@ -7,9 +7,8 @@ location.path / location.lines.begin.
 
 from __future__ import annotations
 
-import json
-
 from ..audit import AuditResult
+from .json_text import dumps
 
 _SEVERITY = {"error": "critical", "warning": "major", "note": "info"}
 
@@ -28,4 +27,4 @@ def render(result: AuditResult) -> str:
         }
         for finding in result.findings
     ]
-    return json.dumps(issues, indent=2) + "\n"
+    return dumps(issues) + "\n"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from ..audit import AuditResult
 from ..capabilities import Probe
 from ..findings import Location
 from ..verdicts import VERDICTS, SubsectionReport
+from .json_text import dumps
 
 if TYPE_CHECKING:  # prove's machinery is not for the audit's reports to import
     from ..prove.results import Proof
@@ -170,4 +170,4 @@ def _subsection(unit: str, report: SubsectionReport) -> dict[str, Any]:
 
 
 def render(result: AuditResult) -> str:
-    return json.dumps(document(result), indent=2, sort_keys=False) + "\n"
+    return dumps(document(result)) + "\n"

@@ -11,7 +11,6 @@ notifications.
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 from typing import Any
@@ -20,6 +19,7 @@ from ..audit import AuditResult
 from ..findings import Finding, Location
 from ..rules import RULES, Rule
 from .json_report import proof_entry
+from .json_text import dumps
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 FINGERPRINT_KEY = "vmstateGuardFingerprint/v1"
@@ -147,4 +147,4 @@ def document(result: AuditResult, verbose: bool = False) -> dict[str, Any]:
 
 
 def render(result: AuditResult, verbose: bool = False) -> str:
-    return json.dumps(document(result, verbose), indent=2) + "\n"
+    return dumps(document(result, verbose)) + "\n"
