@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .cache import FactsCache, cache_directory
@@ -17,6 +18,9 @@ from .errors import InputError
 from .output import refuse_inside, write_output, write_stdout
 from .profile import available_targets
 from .reports import printable
+
+if TYPE_CHECKING:
+    from .tree import TreeReader
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -380,10 +384,10 @@ def _report_findings(args: argparse.Namespace) -> int:
     from .audit import audit, audit_findings
     from .baseline import load_baseline, render_baseline
     from .config import load_config
-    from .git import RevisionReader, is_unborn
+    from .git import RevisionReader
     from .reports import renderer
     from .selection import introduced, select
-    from .tree import DirectoryReader, TreeReader
+    from .tree import DirectoryReader
 
     if args.output:  # trees read from disk; a revision comes from git's objects
         on_disk = [args.tree] if args.command == "audit" or not args.head else []
@@ -397,14 +401,14 @@ def _report_findings(args: argparse.Namespace) -> int:
     result = audit(head, args.target, config, progress, cache, args.jobs)
     progress.done()
     _warn_skipped(result.skipped)
-    if args.command == "check" and args.base and is_unborn(args.tree, args.base):
-        # A repository's first commit (the pre-commit hook's `--base HEAD`): everything is new.
-        result = introduced(result, None)
-    elif args.command == "check":
-        base: TreeReader = RevisionReader(args.tree, args.base) if args.base else DirectoryReader(args.base_tree)
-        base_findings = audit_findings(base, args.target, config, progress, cache, args.jobs)
-        result = introduced(result, base_findings, base.label)
-        progress.done()
+    if args.command == "check":
+        base = _base_reader(args)
+        if base is None:
+            result = introduced(result, None)
+        else:
+            base_findings = audit_findings(base, args.target, config, progress, cache, args.jobs)
+            result = introduced(result, base_findings, base.label)
+            progress.done()
     baseline = load_baseline(args.baseline) if args.baseline else None
     if args.write_baseline:
         # Keep reasons already written in the baseline being replaced.
@@ -416,6 +420,23 @@ def _report_findings(args: argparse.Namespace) -> int:
     result = select(result, config, baseline)
     _write(renderer(args.format, args.verbose)(result), args.output)
     return EXIT_FINDINGS if result.findings and not args.exit_zero else EXIT_CLEAN
+
+
+def _base_reader(args: argparse.Namespace) -> TreeReader | None:
+    """What `check` compares with; None when there is nothing yet, in a repository's
+    first commit (the pre-commit hook's `--base HEAD`): everything is new."""
+    from .git import RevisionReader, is_unborn
+    from .tree import DirectoryReader
+
+    if not args.base:
+        return DirectoryReader(args.base_tree)
+    try:
+        return RevisionReader(args.tree, args.base)
+    except InputError:
+        # Asked only when the revision is not there: two git processes fewer for every check.
+        if is_unborn(args.tree, args.base):
+            return None
+        raise
 
 
 def _write_patches(args: argparse.Namespace) -> int:
