@@ -17,7 +17,7 @@ from .cache import FactsCache, cache_directory
 from .errors import InputError
 from .output import refuse_inside, write_output, write_stdout
 from .profile import available_targets
-from .reports import printable
+from .reports import FINDING_FORMATS, GRAPH_FORMATS, PROOF_FORMATS, printable
 
 if TYPE_CHECKING:
     from .tree import TreeReader
@@ -117,6 +117,10 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_ERROR)
 
 
+if TYPE_CHECKING:
+    _Commands = argparse._SubParsersAction[_Parser]
+
+
 class _ListRules(argparse.Action):
     """`--list-rules`, at the top or after a command: prints the registry and exits,
     whatever else the command would require (`audit --list-rules` has no tree)."""
@@ -138,17 +142,22 @@ class _ListRules(argparse.Action):
         parser.exit(EXIT_CLEAN)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .prove import DEFAULT_CPU
-    from .reports import FINDING_FORMATS, GRAPH_FORMATS, PROOF_FORMATS
-
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with `command`, that command's alone: a run parses one,
+    and adding the others' options would be two thirds of the parser's cost."""
     parser = _Parser(
         prog="vmstate-guard", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"vmstate-guard {__version__}")
     parser.add_argument("--list-rules", action=_ListRules)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, add in _COMMANDS.items():
+        if command in (None, name):
+            add(commands)
+    return parser
 
+
+def _audit_command(commands: _Commands) -> None:
     audit = commands.add_parser(
         "audit",
         help="report subsections whose state can be dropped silently",
@@ -160,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     _findings_options(audit, FINDING_FORMATS)
     _common(audit)
 
+
+def _check_command(commands: _Commands) -> None:
     check = commands.add_parser(
         "check",
         help="report only the findings a change introduces (pre-merge lint)",
@@ -177,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     _findings_options(check, FINDING_FORMATS)
     _common(check)
 
+
+def _graph_command(commands: _Commands) -> None:
     graph = commands.add_parser(
         "graph",
         help="export the evidence graph",
@@ -188,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("-f", "--format", choices=GRAPH_FORMATS, default="json", help="graph format (default: json)")
     _common(graph)
 
+
+def _fix_command(commands: _Commands) -> None:
     fix = commands.add_parser(
         "fix",
         help="write a patch per unchecked subsection (the tree is not modified)",
@@ -208,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--config", type=Path, metavar="FILE", help="configuration (accepted findings get no patch)")
     fix.add_argument("--target", default="i386", choices=available_targets(), help="target profile (default: i386)")
     _run_options(fix)
+
+
+def _prove_command(commands: _Commands) -> None:
+    from .prove import DEFAULT_CPU
 
     prove = commands.add_parser(
         "prove",
@@ -237,9 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     _output_option(prove)
     _run_options(prove)
 
+
+def _explain_command(commands: _Commands) -> None:
     explain = commands.add_parser("explain", help="print a rule's documentation", description="Explain a rule.")
     explain.add_argument("rule", metavar="ID", help="rule id (VG001) or name (unchecked-capability-subsection)")
 
+
+def _completion_command(commands: _Commands) -> None:
     completion = commands.add_parser(
         "completion",
         help="print a shell completion script",
@@ -248,7 +271,18 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     completion.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete for")
-    return parser
+
+
+# In the order --help lists them.
+_COMMANDS = {
+    "audit": _audit_command,
+    "check": _check_command,
+    "graph": _graph_command,
+    "fix": _fix_command,
+    "prove": _prove_command,
+    "explain": _explain_command,
+    "completion": _completion_command,
+}
 
 
 def _findings_options(command: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
@@ -526,7 +560,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "completion":
         from .completion import script
 
-        _write(script(parser, args.shell), None)
+        _write(script(build_parser(), args.shell), None)
         return EXIT_CLEAN
     if args.command == "explain":
         explained = find_rule(args.rule)
@@ -567,8 +601,10 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    # The parser of the command named first (options cannot come before it), else the whole one.
+    parser = build_parser(arguments[0] if arguments and arguments[0] in _COMMANDS else None)
+    args = parser.parse_args(arguments)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ import jsonschema
 import networkx as nx
 import pytest
 
+from analyzer.cli import _COMMANDS, build_parser
 from support import MINI, REPO, run_cli
 
 SCHEMA = json.loads((REPO / "analyzer" / "schema" / "audit.schema.json").read_text())
@@ -380,3 +382,20 @@ def test_graph_links_a_cpu_model_check(tmp_path: Path) -> None:
     vregs = [e for e in checks if e["source"].endswith("#vmstate_vregs")]
     assert vregs and vregs[0]["target"] == "target/s390x/cpu_models.c#check_compatibility"
     assert vregs[0]["features"] == "S390_FEAT_VECTOR->KVM_SYNC_VRS"
+
+
+def test_a_command_s_own_parser_is_the_one_the_whole_parser_holds() -> None:
+    # main() builds only the command it is given; --help and completion build all of them.
+    def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return dict(action.choices)
+
+    whole = commands(build_parser())
+    assert list(whole) == list(_COMMANDS)
+    for name in _COMMANDS:
+        alone = commands(build_parser(name))
+        assert list(alone) == [name]
+        assert alone[name].format_help() == whole[name].format_help()
+        assert [(a.dest, a.default, a.choices, a.type) for a in alone[name]._actions] == [
+            (a.dest, a.default, a.choices, a.type) for a in whole[name]._actions
+        ]
