@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .cache import FactsCache, cache_directory
 from .errors import InputError
 from .output import refuse_inside, write_output, write_stdout
 from .profile import available_targets
 from .reports import FINDING_FORMATS, GRAPH_FORMATS, PROOF_FORMATS, printable
 
 if TYPE_CHECKING:
+    from .cache import FactsCache
     from .tree import TreeReader
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
@@ -334,6 +334,8 @@ def _jobs(text: str) -> int:
 
 
 def _facts_cache(args: argparse.Namespace) -> FactsCache | None:
+    from .cache import FactsCache, cache_directory  # with the facts' model and tree-sitter: not for --help
+
     if args.no_cache:
         return None
     cache = FactsCache(cache_directory())
@@ -555,14 +557,14 @@ def _prove(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .rules import find_rule
-
     if args.command == "completion":
         from .completion import script
 
         _write(script(build_parser(), args.shell), None)
         return EXIT_CLEAN
     if args.command == "explain":
+        from .rules import find_rule
+
         explained = find_rule(args.rule)
         if explained is None:
             raise InputError(f"no rule {args.rule!r}; `vmstate-guard --list-rules` lists them")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
-from importlib import resources
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 from .errors import InputError
@@ -156,15 +157,23 @@ def available_targets() -> list[str]:
 # has its target, then again to open its units. Each is read and parsed once.
 @cache
 def _target_names() -> tuple[str, ...]:
-    directory = resources.files("analyzer.rules").joinpath("targets")
-    return tuple(sorted(e.name.removesuffix(".toml") for e in directory.iterdir() if e.name.endswith(".toml")))
+    return tuple(sorted(e.name.removesuffix(".toml") for e in _targets().iterdir() if e.name.endswith(".toml")))
+
+
+@cache
+def _targets() -> Path:
+    """rules/targets/, found without importing analyzer.rules, whose rules import the
+    audit's modules: --help and completion list the targets, and need none of them."""
+    spec = find_spec("analyzer.rules")
+    assert spec is not None and spec.submodule_search_locations is not None
+    return Path(spec.submodule_search_locations[0], "targets")
 
 
 def _read(target: str) -> dict[str, Any]:
-    resource = resources.files("analyzer.rules").joinpath("targets", f"{target}.toml")
-    if not resource.is_file():
+    path = _targets() / f"{target}.toml"
+    if not path.is_file():
         raise InputError(f"no target profile named {target!r}")
-    return tomllib.loads(resource.read_text(encoding="utf-8"))
+    return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
 def load_profile(target: str) -> Profile:

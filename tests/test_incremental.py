@@ -69,6 +69,14 @@ def test_audit_json_and_check_import_no_graph_or_html_library(tmp_path: Path) ->
     assert "networkx" in graph
 
 
+def test_help_and_version_import_no_analysis(tmp_path: Path) -> None:
+    # They list commands and targets only: no rule, cache, fact model or parser behind them.
+    for argv in (["--version"], ["--help"], ["audit", "--help"]):
+        modules = _modules_after(tmp_path, *argv)
+        assert "analyzer.profile" in modules  # the run did get to list the targets
+        assert not {"analyzer.rules", "analyzer.cache", "analyzer.facts.model", "tree_sitter"} & modules, argv
+
+
 # A description no registered section reaches: a VG006 finding in whatever file holds it.
 _UNREGISTERED = b"""\
 #include "migration/vmstate.h"
