@@ -321,7 +321,9 @@ def _analyse_units(
         # A tree read before, file for file, with the same code and settings:
         # its whole analysis comes from the cache.
         inventory_content = scan.content()
-        key = key_of(("analysis", settings, *_unit_content(units), *inventory_content)) if cache else None
+        unit_content = [_unit_content(unit) for unit in units] if cache else []
+        units_read = [part for content in unit_content for part in content]
+        key = key_of(("analysis", settings, *units_read, *inventory_content)) if cache else None
         if cache and key and (previous := _cached_analyses(cache, key, reader.label)):
             if stamp_key:
                 cache.store_pointer(stamp_key, key)  # touched but unchanged: next time by stat
@@ -334,7 +336,7 @@ def _analyse_units(
         def facts_of(i: int) -> list[FileFacts]:
             return unit_batch.facts(progress, range(starts[i], starts[i] + len(units[i][1].files)))
 
-        results, unit_keys, cached = _analyse_each(units, facts_of, settings, cache)
+        results, unit_keys, cached = _analyse_each(units, unit_content, facts_of, settings, cache)
         extracted = dict(zip(to_extract, inventory_batch.facts(progress), strict=True))
     entries = dict(scan.entries)
     for path, facts in extracted.items():
@@ -431,12 +433,12 @@ class UnitResult:
     lent_key: str = ""
 
 
-def _unit_content(units: list[tuple[Profile, QemuTree]]) -> list[str]:
-    parts: list[str] = []
-    for profile, tree in units:
-        parts += [profile.label, tree.version or "", *tree.missing]
-        parts += [f"{path}:{why}" for path, why in tree.skipped]
-        parts += [f"{f.path}:{f.role}:{hashlib.sha256(f.data).hexdigest()}" for f in tree.files]
+def _unit_content(unit: tuple[Profile, QemuTree]) -> list[str]:
+    """What a unit's analysis reads of the tree, for its keys."""
+    profile, tree = unit
+    parts = [profile.label, tree.version or "", *tree.missing]
+    parts += [f"{path}:{why}" for path, why in tree.skipped]
+    parts += [f"{f.path}:{f.role}:{hashlib.sha256(f.data).hexdigest()}" for f in tree.files]
     return parts
 
 
@@ -451,7 +453,7 @@ def _next_snapshot(reader: TreeReader, previous: TreeSnapshot | None, entries: d
         prior = merged.get(path)
         if entry.stat is None and prior is not None and prior.blob == entry.blob and prior.stat is not None:
             entry = replace(entry, stat=prior.stat)
-        changed = changed or entry != prior
+        changed = changed or (entry is not prior and entry != prior)  # most are the snapshot's own
         merged[path] = entry
     return TreeSnapshot(reader.root_id or "", merged) if changed or previous is None else previous
 
@@ -478,12 +480,14 @@ _LENT_ROLES = ("kvm", "helpers", "accel")
 
 def _analyse_each(
     units: list[tuple[Profile, QemuTree]],
+    unit_content: list[list[str]],
     facts_of: Callable[[int], list[FileFacts]],
     settings: str,
     cache: FactsCache | None,
 ) -> tuple[list[UnitResult], list[str | None], list[UnitResult | None]]:
     """Each unit's analysis, from the facts of its files (`facts_of(index)`) or
-    the cache; with each unit's key and what the cache had under it.
+    the cache (`unit_content`: what each reads, see _unit_content); with each
+    unit's key and what the cache had under it.
 
     A unit's key covers its files; a device's also what its CPU lends it (a
     device's KVM code calls into its target CPU's, kvm_has_adjust_clock_stable():
@@ -500,7 +504,7 @@ def _analyse_each(
         if is_cpu:
             cpu, lent = index, None
         lender = "" if is_cpu or cpu_result is None else cpu_result.lent_key
-        key = key_of(("unit", settings, lender, *_unit_content([(profile, tree)]))) if cache else None
+        key = key_of(("unit", settings, lender, *unit_content[index])) if cache else None
         hit = cache.load_entry("units", key, UnitResult) if cache and key else None
         keys.append(key)
         hits.append(hit)
