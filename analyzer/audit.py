@@ -239,7 +239,7 @@ def _open_units(reader: TreeReader, targets: Sequence[str], config: Config) -> l
             except InputError:
                 continue  # a device this release does not have (or not with KVM)
         if unusable:
-            cpu_tree = replace(cpu_tree, skipped=tuple(sorted({*cpu_tree.skipped, *unusable})))
+            cpu_tree = cpu_tree._replace(skipped=tuple(sorted({*cpu_tree.skipped, *unusable})))
         units += [(cpu, cpu_tree), *device_units]
     return units
 
@@ -395,7 +395,7 @@ def _tree_wide(results: Sequence[UnitResult], paths: Sequence[str], entries: Map
         findings=(),
     )
     seen = replace(results[0].analysis, tree_wide=found)
-    findings = tuple(replace(f, unit="") for rule in RULES if rule.scope == "tree" for f in rule.check(seen))
+    findings = tuple(f._replace(unit="") for rule in RULES if rule.scope == "tree" for f in rule.check(seen))
     return replace(found, findings=findings)
 
 
@@ -414,7 +414,7 @@ def _join(results: Sequence[UnitResult], tree_wide: TreeWide) -> tuple[Analysis,
     analyses[0] = replace(
         first,
         # Warned about like the units' skipped files.
-        tree=replace(first.tree, skipped=tuple(sorted({*first.tree.skipped, *tree_wide.problems}))),
+        tree=first.tree._replace(skipped=tuple(sorted({*first.tree.skipped, *tree_wide.problems}))),
         diagnostics=tuple(sorted({*first.diagnostics, *tree_wide.diagnostics}, key=_diagnostic_order)),
         notes=tuple(sorted({*first.notes, *tree_wide.diagnostics}, key=_diagnostic_order)),
     )
@@ -452,7 +452,7 @@ def _next_snapshot(reader: TreeReader, previous: TreeSnapshot | None, entries: d
     for path, entry in entries.items():
         prior = merged.get(path)
         if entry.stat is None and prior is not None and prior.blob == entry.blob and prior.stat is not None:
-            entry = replace(entry, stat=prior.stat)
+            entry = entry._replace(stat=prior.stat)
         changed = changed or (entry is not prior and entry != prior)  # most are the snapshot's own
         merged[path] = entry
     return TreeSnapshot(reader.root_id or "", merged) if changed or previous is None else previous
@@ -470,7 +470,7 @@ def _cached_analyses(cache: FactsCache, key: str, label: str) -> tuple[Analysis,
     results = [cache.load_entry("units", unit, UnitResult) for unit in stored.units]
     if not results or None in results:
         return None  # each unit missing is stored again by the run that joins it
-    named = [replace(r, analysis=replace(r.analysis, tree=replace(r.analysis.tree, label=label))) for r in results if r]
+    named = [replace(r, analysis=replace(r.analysis, tree=r.analysis.tree._replace(label=label))) for r in results if r]
     return _join(named, tree_wide)
 
 
@@ -663,7 +663,7 @@ def _unit_findings(analysis: Analysis) -> tuple[Finding, ...]:
     from .rules import RULES
 
     label = analysis.profile.label
-    return tuple(replace(f, unit=label) for rule in RULES if rule.scope == "unit" for f in rule.check(analysis))
+    return tuple(f._replace(unit=label) for rule in RULES if rule.scope == "unit" for f in rule.check(analysis))
 
 
 Spans = dict[str, list[tuple[int, int]]]
@@ -856,5 +856,5 @@ def _findings(analyses: tuple[Analysis, ...], config: Config) -> list[Finding]:
             found = [f for f in analyses[0].tree_wide.findings if f.rule == rule.id]
         else:
             found = [f for analysis in analyses for f in analysis.unit_findings if f.rule == rule.id]
-        findings += [replace(f, severity=severity or f.severity) for f in found]
+        findings += [f._replace(severity=severity or f.severity) for f in found]
     return findings

@@ -16,14 +16,13 @@ import hashlib
 import heapq
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .facts.model import Assignment, Call, Expression, Function, Guard
 from .profile import Profile
 
 
-@dataclass(frozen=True, order=True)
-class Probe:
+class Probe(NamedTuple):
     """Where the host kernel was asked: `KVM_CAP_NESTED_STATE`, `MSR_SMI_COUNT`."""
 
     name: str

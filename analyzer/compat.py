@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .facts.model import CompatArray, Function, MachineDefinition, PropertyDefinition
 from .profile import Profile
@@ -11,8 +11,7 @@ from .profile import Profile
 _OFF = {"off", "false", "no", "0"}
 
 
-@dataclass(frozen=True)
-class CompatMitigation:
+class CompatMitigation(NamedTuple):
     property: PropertyDefinition
     arrays: tuple[CompatArray, ...]  # tables that switch the property off
     entry_lines: tuple[int, ...]  # the entry in each table

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, order=True)
-class Location:
+class Location(NamedTuple):
     path: str
     line: int
     column: int = 1
 
 
-@dataclass(frozen=True)
-class Related:
+class Related(NamedTuple):
     """A piece of evidence: the needed() function, the guarded write, the probe."""
 
     location: Location
     message: str
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):
     rule: str  # stable id, e.g. VG001
     name: str  # kebab-case symbol
     severity: str  # error, warning, note

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .cache import Deferred
 from .facts.model import Description, Diagnostic, FileFacts
@@ -38,8 +39,7 @@ def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
-@dataclass(frozen=True)
-class FileEntry:
+class FileEntry(NamedTuple):
     """What a run learned of one candidate file, for the next run to reuse unread."""
 
     blob: str | None  # git blob id of its bytes; None when it has none (unusable)
@@ -51,8 +51,7 @@ class FileEntry:
     facts: Deferred[FileFacts] | None = None
 
 
-@dataclass(frozen=True)
-class TreeSnapshot:
+class TreeSnapshot(NamedTuple):
     """The entries of a tree's candidate files, bound to the tree they describe."""
 
     root: str

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import accumulate
+from typing import NamedTuple
 
 _DIRECTIVE = re.compile(rb"^[ \t]*#[ \t]*(if|ifdef|ifndef|elif|else|endif)\b(.*)$")
 # Patterns start with a literal so that the regex engine skips to candidates
@@ -42,8 +43,7 @@ _ALL_BUT_BRACKETS = bytes(b for b in range(256) if b not in b"{}()[]")
 _COMMENT_OR_STRING = re.compile(rb'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
 
 
-@dataclass(frozen=True)
-class ConditionalRegion:
+class ConditionalRegion(NamedTuple):
     """Bytes [start, end) are compiled only when `condition` holds."""
 
     start: int

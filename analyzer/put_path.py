@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .facts.model import Assignment, Call, Expression, Function, Guard, TableEntry
 from .profile import Profile
@@ -35,8 +36,7 @@ class Handoff:
     source: str = field(default="", compare=False)
 
 
-@dataclass(frozen=True)
-class CallEdge:
+class CallEdge(NamedTuple):
     caller: str
     callee: str
     path: str  # the caller's file, where the call is
@@ -323,8 +323,7 @@ def find_handoffs(
     return ordered, sorted(edges, key=lambda e: (e.path, e.line, e.callee))
 
 
-@dataclass(frozen=True)
-class MsrAccess:
+class MsrAccess(NamedTuple):
     """An MSR put in, or requested from, a KVM_SET_MSRS / KVM_GET_MSRS buffer."""
 
     msr: str
@@ -351,8 +350,7 @@ def find_msr_accesses(
     return sorted(found, key=lambda a: (a.path, a.line, a.msr))
 
 
-@dataclass(frozen=True)
-class ReadBack:
+class ReadBack(NamedTuple):
     """`env->x = events.x` on the get path: the source reads state back from KVM."""
 
     state_path: str

@@ -16,9 +16,8 @@ import hashlib
 import os
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .errors import InputError
 from .profile import Profile
@@ -235,15 +234,13 @@ class ReadOnce:
         return found
 
 
-@dataclass(frozen=True)
-class SourceFile:
+class SourceFile(NamedTuple):
     path: str  # relative to the tree root, with forward slashes
     role: str
     data: bytes
 
 
-@dataclass(frozen=True)
-class QemuTree:
+class QemuTree(NamedTuple):
     label: str
     version: str | None
     files: tuple[SourceFile, ...]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from functools import cache
 from itertools import product
+from typing import NamedTuple
 
 from .capabilities import Capabilities, Probe
 from .compat import CompatIndex, CompatMitigation
@@ -28,8 +28,7 @@ _MAX_ATOMS = 12
 _EQUAL_FIELD = re.compile(r"_EQUAL(_V)?$")
 
 
-@dataclass(frozen=True)
-class Consumer:
+class Consumer(NamedTuple):
     field: str  # the subsection's field as written, e.g. env.msr_smi_count
     handoff: Handoff
     guards: tuple[str, ...]
@@ -39,8 +38,7 @@ class Consumer:
     probes: tuple[Probe, ...] = ()  # what those guards stand for: KVM_CAP_TSC_CONTROL behind set_ioctl
 
 
-@dataclass(frozen=True)
-class ModelCheck:
+class ModelCheck(NamedTuple):
     """A CPU-model check at realize that stands in for a post_load.
 
     needed() tests guest CPU features; a destination with the same CPU model
@@ -60,8 +58,7 @@ class ModelCheck:
         return f"CPU-model check {self.function}() at realize, not a post_load ({pairs})"
 
 
-@dataclass(frozen=True)
-class SubsectionReport:
+class SubsectionReport(NamedTuple):
     description: Description
     parent: Description
     ifdef: str | None

@@ -6,9 +6,8 @@ Ids are stable: never renumber or reuse one.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from . import (
     description_unregistered,
@@ -29,8 +28,7 @@ class _Check(Protocol):
     def __call__(self, analysis: Analysis) -> Iterator[Finding]: ...
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     id: str
     name: str
     severity: str

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..findings import Finding, Location, Related, fingerprint
 
 
-@dataclass(frozen=True)
-class RuleInfo:
+class RuleInfo(NamedTuple):
     id: str  # stable: never renumbered or reused
     name: str  # kebab-case, what users type
     severity: str  # error, warning, note

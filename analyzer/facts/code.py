@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from tree_sitter import Node
 
@@ -15,8 +16,7 @@ _CONSTANT = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _TYPE_WORDS = {"const", "volatile", "struct", "union", "enum", "static", "unsigned", "signed"}
 
 
-@dataclass(frozen=True)
-class Variable:
+class Variable(NamedTuple):
     key: str
     type_name: str | None  # struct or typedef name with pointers stripped
     alias: str | None = None  # state path the variable points into, e.g. X86CPU.env
