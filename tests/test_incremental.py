@@ -62,6 +62,13 @@ def test_audit_json_and_check_import_no_graph_or_html_library(tmp_path: Path) ->
     assert (tmp_path / "c.txt").is_file()
     assert _heavy(checked) == set()
     assert _prove_modules(checked) == set()
+    # A check after a one-file change, the tree known to the cache: one file to
+    # parse, in this process, so no worker processes and none of their modules.
+    machine = repo / "target/i386/machine.c"
+    machine.write_text(machine.read_text().replace("        &vmstate_xcr0,\n", ""))
+    again = _modules_after(tmp_path, "check", str(repo), "--base", "HEAD", "-j", "2", "-o", str(tmp_path / "d.txt"))
+    assert "new finding" in (tmp_path / "d.txt").read_text()  # the run did its work
+    assert not {"multiprocessing", "ctypes", "socket"} & again
     # The formats that need them still get them.
     html = _modules_after(tmp_path, "audit", str(repo), "--format", "html", "-o", str(tmp_path / "a.html"))
     assert {"jinja2", "pygments"} <= html

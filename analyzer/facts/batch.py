@@ -9,23 +9,24 @@ when it needs facts not yet extracted, it takes jobs from the same counter.
 
 from __future__ import annotations
 
-import ctypes
 import gc
-import multiprocessing
 import os
-import queue
 import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterable
-from multiprocessing.context import ForkContext
-from multiprocessing.sharedctypes import Synchronized
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from ..cache import FactsCache
 from ..profile import Profile
 from .extract import extract_file
 from .model import FileFacts
+
+if TYPE_CHECKING:  # multiprocessing is imported where workers start (~15 ms a run without them)
+    import multiprocessing
+    from multiprocessing.context import ForkContext
+    from multiprocessing.sharedctypes import Synchronized
 
 # Below this many files to extract, starting worker processes costs more than it saves.
 PARALLEL_THRESHOLD = 64
@@ -55,6 +56,8 @@ def worker_count(workers: int, files: int) -> int:
 
 def _fork_context() -> ForkContext | None:
     """Forking is what lets workers inherit the jobs; where there is none, one process does it all."""
+    import multiprocessing
+
     try:
         return multiprocessing.get_context("fork")
     except ValueError:
@@ -98,8 +101,7 @@ class Batch:
         self._order: list[int] = []  # what the workers take, in turn
         self._processes: list[multiprocessing.process.BaseProcess] = []
         self._counter: Synchronized[int] | None = None  # positions of _order taken, shared with the workers
-        context = _fork_context() if workers > 1 else None
-        if context is None:
+        if workers <= 1:
             # All here, as asked for: a unit found whole in the cache never asks
             # for its files' facts, so their keys and entries are not looked up.
             return
@@ -108,7 +110,9 @@ class Batch:
         # come; then the largest files first, so that no worker is left with one at the end.
         self._order = [i for i in missing if i < in_order]
         self._order += sorted((i for i in missing if i >= in_order), key=lambda i: -len(jobs[i][1]))
-        if len(missing) > 1:  # this process extracts too while it waits: one file needs no worker
+        # This process extracts too while it waits: one file needs no worker.
+        context = _fork_context() if len(missing) > 1 else None
+        if context is not None:
             self._counter = context.Value("l", 0)
             self._returned: multiprocessing.Queue[tuple[int, FileFacts | tuple[str, str]]] = context.Queue()
             self._processes = [
@@ -194,6 +198,8 @@ class Batch:
                 raise WorkerError("a worker process died before sending its facts back")
 
     def _receive(self, wait: bool, progress: Progress | None) -> bool:
+        import queue
+
         try:
             index, facts = self._returned.get(timeout=1.0) if wait else self._returned.get_nowait()
         except queue.Empty:
@@ -257,6 +263,8 @@ def _die_with_parent() -> None:
     blocked on a queue that no one reads, holding the caller's pipes open."""
     if not sys.platform.startswith("linux"):
         return
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
