@@ -6,9 +6,8 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import __version__
 from .cache import Deferred, FactsCache, key_of
@@ -57,8 +56,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str, int, int], None]
 
 
-@dataclass(frozen=True)
-class TreeWide:
+class TreeWide(NamedTuple):
     """What the tree-wide inventory adds to the units' analyses, and what the
     tree-scope rules find in it. Cached by what it is made of (the inventory
     files' content, the units' descriptions and references): a change in a
@@ -78,8 +76,7 @@ class TreeWide:
 NO_TREE_WIDE = TreeWide(Deferred(()), Deferred(()), 0, 0, 0, (), (), ())
 
 
-@dataclass(frozen=True)
-class UnitDetail:
+class UnitDetail(NamedTuple):
     """What a unit's analysis found on the way to its verdicts: read by the unit
     rules (when the unit is joined), the HTML report, `graph` and `fix`."""
 
@@ -93,8 +90,7 @@ class UnitDetail:
     migrated: tuple[str, ...]  # member paths the VMState descriptions carry
 
 
-@dataclass(frozen=True)
-class Analysis:
+class Analysis(NamedTuple):
     """Everything one run learned about a tree, before the config and reports."""
 
     tree: QemuTree
@@ -155,8 +151,7 @@ class Analysis:
         return self.detail.get().migrated
 
 
-@dataclass(frozen=True)
-class AuditResult:
+class AuditResult(NamedTuple):
     analyses: tuple[Analysis, ...]  # one per unit: each target's CPU, then its devices
     findings: tuple[Finding, ...]
     # Findings found but not reported, by reason: ("accepted in .vmstate-guard.toml", 2).
@@ -364,8 +359,7 @@ def _analyse_units(
     return result
 
 
-@dataclass(frozen=True)
-class StoredAnalysis:
+class StoredAnalysis(NamedTuple):
     """A whole analysis as cached: the keys of its units' entries and of its tree-wide part."""
 
     units: tuple[str, ...]
@@ -394,9 +388,9 @@ def _tree_wide(results: Sequence[UnitResult], paths: Sequence[str], entries: Map
         diagnostics=diagnostics,
         findings=(),
     )
-    seen = replace(results[0].analysis, tree_wide=found)
+    seen = results[0].analysis._replace(tree_wide=found)
     findings = tuple(f._replace(unit="") for rule in RULES if rule.scope == "tree" for f in rule.check(seen))
-    return replace(found, findings=findings)
+    return found._replace(findings=findings)
 
 
 def _tree_wide_inputs(results: Sequence[UnitResult]) -> str:
@@ -408,11 +402,10 @@ def _tree_wide_inputs(results: Sequence[UnitResult]) -> str:
 def _join(results: Sequence[UnitResult], tree_wide: TreeWide) -> tuple[Analysis, ...]:
     """The units' analyses, each with the tree's inventory; the first also with
     the tree-wide notes and the files the inventory could not read."""
-    analyses = [replace(result.analysis, tree_wide=tree_wide) for result in results]
+    analyses = [result.analysis._replace(tree_wide=tree_wide) for result in results]
     first = analyses[0]
     # The inventory keeps only notes on descriptions and on files it could not read.
-    analyses[0] = replace(
-        first,
+    analyses[0] = first._replace(
         # Warned about like the units' skipped files.
         tree=first.tree._replace(skipped=tuple(sorted({*first.tree.skipped, *tree_wide.problems}))),
         diagnostics=tuple(sorted({*first.diagnostics, *tree_wide.diagnostics}, key=_diagnostic_order)),
@@ -421,8 +414,7 @@ def _join(results: Sequence[UnitResult], tree_wide: TreeWide) -> tuple[Analysis,
     return tuple(analyses)
 
 
-@dataclass(frozen=True)
-class UnitResult:
+class UnitResult(NamedTuple):
     """One unit's analysis before the tree-wide inventory joins it, with what its
     files give the inventory: descriptions and references, by path."""
 
@@ -470,7 +462,7 @@ def _cached_analyses(cache: FactsCache, key: str, label: str) -> tuple[Analysis,
     results = [cache.load_entry("units", unit, UnitResult) for unit in stored.units]
     if not results or None in results:
         return None  # each unit missing is stored again by the run that joins it
-    named = [replace(r, analysis=replace(r.analysis, tree=r.analysis.tree._replace(label=label))) for r in results if r]
+    named = [r._replace(analysis=r.analysis._replace(tree=r.analysis.tree._replace(label=label))) for r in results if r]
     return _join(named, tree_wide)
 
 
@@ -509,7 +501,7 @@ def _analyse_each(
         keys.append(key)
         hits.append(hit)
         if hit is not None:
-            result = replace(hit, analysis=replace(hit.analysis, tree=tree))
+            result = hit._replace(analysis=hit.analysis._replace(tree=tree))
         else:
             facts = facts_of(index)
             if not is_cpu and lent is None:
@@ -654,7 +646,7 @@ def _analyse_unit(
         unit_findings=(),
         notes=tuple(sorted({d for d in diagnostics if _touches(d, used)}, key=_diagnostic_order)),
     )
-    return replace(analysis, unit_findings=_unit_findings(analysis))
+    return analysis._replace(unit_findings=_unit_findings(analysis))
 
 
 def _unit_findings(analysis: Analysis) -> tuple[Finding, ...]:

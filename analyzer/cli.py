@@ -519,7 +519,6 @@ def _write_patches(args: argparse.Namespace) -> int:
 
 
 def _prove(args: argparse.Namespace) -> int:
-    from dataclasses import replace
 
     from .audit import audit
     from .prove.build import prove_cache_directory
@@ -548,7 +547,7 @@ def _prove(args: argparse.Namespace) -> int:
         )
     finally:
         progress.done()
-    _write(proof_renderer(args.format)(replace(result, proof_run=run)), args.output)
+    _write(proof_renderer(args.format)(result._replace(proof_run=run)), args.output)
     noun = "subsection" if len(run.proofs) == 1 else "subsections"
     print(f"vmstate-guard: {len(run.proofs)} {noun} run under KVM in {run.seconds:.0f} s", file=sys.stderr)
     verified = {p.subsection for p in run.patched if p.result == PATCH_VERIFIED}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 from .audit import AuditResult
 from .config import Config
@@ -24,7 +23,7 @@ def introduced(head: AuditResult, base: Sequence[Finding] | None, base_label: st
     hidden = [*head.hidden]
     if len(kept) < len(head.findings):
         hidden.append(("already in the base", len(head.findings) - len(kept)))
-    return replace(head, findings=kept, hidden=tuple(hidden), base=base_label if base is not None else EMPTY_BASE)
+    return head._replace(findings=kept, hidden=tuple(hidden), base=base_label if base is not None else EMPTY_BASE)
 
 
 def select(result: AuditResult, config: Config, baseline: dict[str, dict[str, str]] | None = None) -> AuditResult:
@@ -44,4 +43,4 @@ def select(result: AuditResult, config: Config, baseline: dict[str, dict[str, st
         hidden.append((f"accepted in {config.source}", accepted))
     if baselined:
         hidden.append(("recorded in the baseline", baselined))
-    return replace(result, findings=tuple(kept), hidden=tuple(hidden))
+    return result._replace(findings=tuple(kept), hidden=tuple(hidden))

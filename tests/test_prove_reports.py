@@ -35,7 +35,7 @@ SKIPPED = Proof("cpu/pdptrs", "unchecked", NOT_ATTEMPTED, "no guest can set this
 @pytest.fixture(scope="module")
 def result() -> AuditResult:
     run = ProofRun((CONFIRMED_PROOF, SKIPPED), (PATCHED,), "10.0.13", "given with --qemu", "x86_64 Linux", "host", 1.0)
-    return replace(audit(MINI, ["i386"]), proof_run=run)
+    return audit(MINI, ["i386"])._replace(proof_run=run)
 
 
 def test_json_gives_each_run_finding_its_proof_and_validates(result: AuditResult) -> None:
@@ -64,7 +64,7 @@ def test_json_gives_each_run_finding_its_proof_and_validates(result: AuditResult
 
 
 def test_json_of_audit_has_no_proof(result: AuditResult) -> None:
-    document = json.loads(proof_renderer("json")(replace(result, proof_run=None)))
+    document = json.loads(proof_renderer("json")(result._replace(proof_run=None)))
     assert "proof_run" not in document and all("proof" not in f for f in document["findings"])
 
 
@@ -100,7 +100,7 @@ def test_text_escapes_names_from_the_tree(result: AuditResult) -> None:
     # A subsection name with an escape sequence and a newline (it comes from the tree's C source).
     hostile = replace(SKIPPED, subsection="cpu/x\x1b]0;pwned\x07\nforged")
     run = replace(result.proof_run, proofs=(hostile,), patched=())
-    text = proof_renderer("text")(replace(result, proof_run=run))
+    text = proof_renderer("text")(result._replace(proof_run=run))
     assert "\x1b" not in text and "\x07" not in text
     assert "cpu/x\\x1b]0;pwned\\x07\\nforged" in text
     assert not any(line.startswith("forged") for line in text.splitlines())
