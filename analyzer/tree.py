@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import pickle
 import stat
 import time
 from pathlib import Path
@@ -136,21 +137,23 @@ class DirectoryReader:
     def stamps(self, paths: list[str]) -> str | None:
         # Size, modification and change times, inode: what a write changes (as
         # git's index and make rely on), for ~4,800 stat calls instead of reads.
-        digest = hashlib.sha256()
         racy = time.time_ns() - RACY_NS
         self._stat_stamps = {}  # a reader analysed again sees the files as they are now
+        seen: dict[str, tuple[int, int, int, int] | int] = {}  # or why it could not be stat'ed
         for path in paths:
             try:
                 s = os.stat(self._prefix + path)  # noqa: PTH116 (4,800 Paths cost more than the stats)
             except OSError as error:
-                digest.update(f"{path}:{error.errno}\n".encode())
+                seen[path] = error.errno or 0
                 continue
             if s.st_mtime_ns > racy:
                 self._stat_stamps[path] = None
                 return None  # see RACY_NS: these stat data may not change with the next write
-            stamp = self._stat_stamps[path] = (s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino)
-            digest.update(f"{path}:{stamp[0]}:{stamp[1]}:{stamp[2]}:{stamp[3]}\n".encode())
-        return digest.hexdigest()
+            stamp = (s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino)
+            seen[path] = self._stat_stamps[path] = stamp
+        # One digest of them all (of plain strings and numbers: pickle's bytes are
+        # theirs alone), not one update per file.
+        return hashlib.sha256(pickle.dumps(seen, protocol=5)).hexdigest()
 
     def stat_stamp(self, path: str) -> tuple[int, int, int, int] | None:
         """One file's stat data as stamps() takes them; None when they cannot be
