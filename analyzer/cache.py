@@ -27,12 +27,12 @@ import stat
 import tempfile
 from collections.abc import Sequence
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Generic, TypeVar
 
 from .collector import collector_paused
 from .facts.model import FileFacts
+from .packages import package_directory
 
 _FORMAT = b"vmstate-guard cache v2"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -103,7 +103,7 @@ def _code_digest() -> bytes:
     digest = hashlib.sha256(_FORMAT)
     sources = [("analyzer", name) for name in ("preprocess.py", "syntax.py", "profile.py", "facts", "queries")]
     for package, relative in [*sources, ("analyzer.rules", "targets")]:
-        _digest_tree(resources.files(package).joinpath(relative), f"{package}/{relative}", digest)
+        _digest_tree(package_directory(package) / relative, f"{package}/{relative}", digest)
     return digest.digest()
 
 
@@ -112,13 +112,12 @@ def _analysis_digest() -> bytes:
     """A digest of all the code and data a whole analysis depends on: the
     analyzer and the rules (a unit's analysis keeps what its rules found)."""
     digest = hashlib.sha256(_FORMAT + b" analysis")
-    _digest_tree(resources.files("analyzer"), "analyzer", digest)
-    _digest_tree(resources.files("analyzer.rules"), "analyzer.rules", digest)
+    _digest_tree(package_directory("analyzer"), "analyzer", digest)
+    _digest_tree(package_directory("analyzer.rules"), "analyzer.rules", digest)
     return digest.digest()
 
 
-def _digest_tree(node: object, name: str, digest: hashlib._Hash) -> None:
-    path = Path(str(node))
+def _digest_tree(path: Path, name: str, digest: hashlib._Hash) -> None:
     if path.is_dir():
         for child in sorted(path.iterdir()):
             # Subpackages too: a change in analyzer/facts/ changes every analysis.

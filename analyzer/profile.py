@@ -5,11 +5,11 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .packages import package_directory
 
 
 @dataclass(frozen=True)
@@ -160,13 +160,10 @@ def _target_names() -> tuple[str, ...]:
     return tuple(sorted(e.name.removesuffix(".toml") for e in _targets().iterdir() if e.name.endswith(".toml")))
 
 
-@cache
 def _targets() -> Path:
     """rules/targets/, found without importing analyzer.rules, whose rules import the
     audit's modules: --help and completion list the targets, and need none of them."""
-    spec = find_spec("analyzer.rules")
-    assert spec is not None and spec.submodule_search_locations is not None
-    return Path(spec.submodule_search_locations[0], "targets")
+    return package_directory("analyzer.rules") / "targets"
 
 
 def _read(target: str) -> dict[str, Any]:

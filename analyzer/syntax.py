@@ -5,12 +5,13 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from functools import cache, lru_cache
-from importlib import resources
 from itertools import accumulate, count
 from operator import add
 
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser, Point, Query, QueryCursor, Range, Tree
+
+from .packages import package_directory
 
 
 @lru_cache(maxsize=1)
@@ -26,7 +27,7 @@ def _parser() -> Parser:
 @cache
 def query(name: str, **fill: str) -> Query:
     """The query in analyzer/queries/<name>.scm, with @key placeholders filled in."""
-    source = resources.files("analyzer").joinpath("queries", f"{name}.scm").read_text(encoding="utf-8")
+    source = (package_directory("analyzer") / "queries" / f"{name}.scm").read_text(encoding="utf-8")
     for key, value in fill.items():
         source = source.replace(f'"@{key}"', '"' + value.replace("\\", "\\\\") + '"')
     return Query(_language(), source)
