@@ -15,7 +15,7 @@ import functools
 import hashlib
 import heapq
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from .facts.model import Assignment, Call, Expression, Function, Guard
@@ -149,6 +149,32 @@ class Capabilities:
             values = sorted(self._local_values[key].items())  # by line: each once
             parts.append(f"({key!r}, [{', '.join(f'({line!r}, {listing(probes)})' for line, probes in values)}])")
         return hashlib.sha256("".join(parts).encode()).hexdigest()  # as one update per part would
+
+    def extended(
+        self, functions: Sequence[Function], required: Iterable[str], read: Collection[str]
+    ) -> Capabilities | None:
+        """This solution extended by `functions`, equal to a solve of them together
+        with the functions it was solved over, which may read the keys `read`
+        (see keys_read); None when `functions` may write one of those keys, as
+        the others would then have to be solved again.
+
+        The solve only adds probes to keys, so it finds the same whatever the
+        order of its steps, once none adds any: what `functions` give cannot
+        change what the others found unless one of theirs reads a key of these."""
+        if not self._keys_written(functions).isdisjoint(read):
+            return None
+        return Capabilities(functions, self.profile, self, required)
+
+    def _keys_written(self, functions: Iterable[Function]) -> set[str]:
+        """The keys the steps of `functions` may add probes to (guest state is no step)."""
+        written: set[str] = set()
+        for function in functions:
+            written.update(a.target for a in function.assignments if not self._is_guest_state(a))
+            if function.returns:
+                written.add(f"call:{function.name}")
+            for call in function.calls:
+                written.update(key for key, _ in self._query_outputs(call, function))
+        return written
 
     # -- queries -----------------------------------------------------------
 
@@ -392,3 +418,26 @@ class Capabilities:
             return False
         self.probes[key] = old | probes
         return True
+
+
+def keys_read(functions: Iterable[Function]) -> frozenset[str]:
+    """Every key a solve over `functions` may read: what their assignments,
+    returns, calls and the guards of those name (more than it reads, never less)."""
+    read: set[str] = set()
+
+    def guarded(guards: Iterable[Guard]) -> None:
+        for guard in guards:
+            read.update(key for atom in guard.condition.atoms() for key in atom.subjects)
+
+    for function in functions:
+        for assignment in function.assignments:
+            read.update(assignment.value.subjects)
+            guarded(assignment.guards)
+        for returned in function.returns:
+            read.update(returned.value.subjects)
+            guarded(returned.guards)
+        for call in function.calls:
+            read.add(f"call:{call.callee}")
+            read.update(key for argument in call.arguments for key in argument.subjects)
+            guarded(call.guards)
+    return frozenset(read)

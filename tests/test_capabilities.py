@@ -134,3 +134,62 @@ def test_an_early_return_on_a_probe_decides_what_outlives_the_function() -> None
     # `ret` is a local, and so is what the function returns: no capability.
     assert f"local:{PATH}:tlb_init:ret" not in capabilities.probes
     assert "call:tlb_init" not in capabilities.probes
+
+
+# The KVM side reads a global that VMState code may write; the VMState code
+# also reads the KVM side's probe through an accessor.
+KVM_SIDE = b"""
+bool kvm_flag;
+static bool has_thing;
+
+bool kvm_has_thing(void)
+{
+    return has_thing;
+}
+
+int kvm_arch_init(KVMState *s)
+{
+    has_thing = kvm_check_extension(s, KVM_CAP_THING);
+    if (kvm_flag) {
+        has_thing = 0;
+    }
+    return 0;
+}
+"""
+VMSTATE_READING = b"""
+static int thing_post_load(void *opaque, int version_id)
+{
+    bool ok = kvm_has_thing();
+    return ok ? 0 : -EINVAL;
+}
+"""
+VMSTATE_WRITING = (
+    VMSTATE_READING
+    + b"""
+static int flag_post_load(void *opaque, int version_id)
+{
+    kvm_flag = kvm_check_extension(kvm_state, KVM_CAP_OTHER);
+    return 0;
+}
+"""
+)
+
+
+def test_a_solution_extended_by_code_it_does_not_read_is_the_solution_of_both() -> None:
+    from analyzer.capabilities import keys_read
+
+    profile = load_profile("i386")
+    kvm = extract_file(PATH, KVM_SIDE, profile, "kvm").functions
+    # Read as KVM code, which keeps every function (as VMState code, callbacks only).
+    vmstate = extract_file("target/i386/machine.c", VMSTATE_READING, profile, "kvm").functions
+    base = Capabilities(kvm, profile)
+    extended = base.extended(vmstate, (), keys_read(kvm))
+    whole = Capabilities([*vmstate, *kvm], profile)
+    assert extended is not None
+    assert extended.probes == whole.probes and extended._local_values == whole._local_values
+    assert "local:target/i386/machine.c:thing_post_load:ok" in extended._local_values  # it did solve the new code
+    # Code that writes what the solved code reads (kvm_flag) would change that
+    # solution: no extension, the caller solves both together.
+    writing = extract_file("target/i386/machine.c", VMSTATE_WRITING, profile, "kvm").functions
+    assert "var:kvm_flag" in keys_read(kvm)
+    assert base.extended(writing, (), keys_read(kvm)) is None
