@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from . import __version__
 from .cache import Deferred, FactsCache, key_of
-from .capabilities import Capabilities
+from .capabilities import Capabilities, keys_read
 from .collector import collector_paused
 from .compat import CompatIndex
 from .config import Config
@@ -43,6 +43,7 @@ from .tree import (
     DirectoryReader,
     QemuTree,
     ReadOnce,
+    SourceFile,
     TreeReader,
     UnusableFileError,
     UnusableRequiredFileError,
@@ -470,6 +471,61 @@ def _cached_analyses(cache: FactsCache, key: str, label: str) -> tuple[Analysis,
 _LENT_ROLES = ("kvm", "helpers", "accel")
 
 
+class Paths(NamedTuple):
+    """A unit's put and get paths: its handoffs and the calls they take, its
+    read-backs, the MSRs it writes and those it requests."""
+
+    handoffs: tuple[Handoff, ...]
+    put_calls: tuple[CallEdge, ...]
+    read_backs: tuple[ReadBack, ...]
+    msr_puts: tuple[MsrAccess, ...]
+    msr_gets: tuple[MsrAccess, ...]
+
+
+class KvmSide(NamedTuple):
+    """What a CPU unit's KVM code (its kvm, helpers and accel files) gives its
+    join by itself: the capability solution over it and the keys its steps may
+    read, and its paths. Cached by those files' content, so that a change in
+    the CPU's VMState code solves only that code (when it writes nothing the
+    KVM code reads) and walks no path again (when none reaches it)."""
+
+    capabilities: Capabilities
+    reads: frozenset[str]
+    paths: Paths
+
+
+def _kvm_side(profile: Profile, tree: QemuTree, facts: list[FileFacts]) -> KvmSide:
+    functions = _functions_in(tree, facts, *_LENT_ROLES)
+    capabilities = Capabilities(functions, profile, None, _required(profile, tree, facts))
+    return KvmSide(capabilities, keys_read(functions), _paths(profile, tree, facts, index_functions(functions)))
+
+
+def _reaches_vmstate(profile: Profile, tree: QemuTree, by_name: Mapping[str, list[Function]]) -> bool:
+    """Whether a put or get path can reach a function of the unit's VMState files."""
+    vmstate = {f.path for f in tree.files if f.role == "vmstate"}
+    entry_points = [*profile.put_entry_points, *profile.get_entry_points]
+    return any(f.path in vmstate for found in reachable(by_name, entry_points).values() for f in found)
+
+
+def _required(profile: Profile, tree: QemuTree, facts: list[FileFacts]) -> list[str]:
+    """Capabilities kvm_init() refuses to start without: asking tells nothing about the host."""
+    required = [r.name for ff in _facts_in(tree, facts, "kvm", "accel") for r in ff.required_capabilities]
+    return required + list(profile.required_capabilities)
+
+
+def _paths(profile: Profile, tree: QemuTree, facts: list[FileFacts], by_name: Mapping[str, list[Function]]) -> Paths:
+    """The put and get paths through the functions `by_name`."""
+    table_entries = [e for ff in _facts_in(tree, facts, "kvm") for e in ff.table_entries]
+    handoffs, put_calls = find_handoffs(by_name, profile, table_entries)
+    return Paths(
+        tuple(handoffs),
+        tuple(put_calls),
+        tuple(find_read_backs(by_name, profile)),
+        tuple(find_msr_accesses(by_name, profile, profile.put_entry_points)),
+        tuple(find_msr_accesses(by_name, profile, profile.get_entry_points)),
+    )
+
+
 def _analyse_each(
     units: list[tuple[Profile, QemuTree]],
     unit_content: list[list[str]],
@@ -507,7 +563,8 @@ def _analyse_each(
             if not is_cpu and lent is None:
                 lent = index_functions(_functions_in(units[cpu][1], facts_of(cpu), *_LENT_ROLES))
             base = None if is_cpu or cpu_result is None else cpu_result.analysis.capabilities
-            analysis = _analyse_unit(profile, tree, facts, {} if is_cpu else lent or {}, base)
+            kvm_side = _cached_kvm_side(profile, tree, facts, settings, cache) if is_cpu and cache else None
+            analysis = _analyse_unit(profile, tree, facts, {} if is_cpu else lent or {}, base, kvm_side)
             if is_cpu:
                 lent = index_functions(_functions_in(tree, facts, *_LENT_ROLES))
             result = UnitResult(
@@ -522,13 +579,32 @@ def _analyse_each(
     return results, keys, hits
 
 
+def _cached_kvm_side(
+    profile: Profile, tree: QemuTree, facts: list[FileFacts], settings: str, cache: FactsCache
+) -> KvmSide | None:
+    """The CPU unit's KvmSide, from the cache when its KVM files are as they were;
+    None when a file is read both as VMState and as KVM code (it is then no side)."""
+    lent = [f for f in tree.files if f.role in _LENT_ROLES]
+    if {f.path for f in lent} & {f.path for f in tree.files if f.role == "vmstate"}:
+        return None
+    key = key_of(("kvm side", settings, profile.label, *_lent_content(lent)))
+    found = cache.load_entry("kvm-side", key, KvmSide)
+    if found is None:
+        found = _kvm_side(profile, tree, facts)
+        cache.store_entry("kvm-side", key, found)
+    return found
+
+
+def _lent_content(lent: list[SourceFile]) -> list[str]:
+    return [f"{f.path}:{f.role}:{hashlib.sha256(f.data).hexdigest()}" for f in lent]
+
+
 def _lent_key(unit: tuple[Profile, QemuTree], capabilities: Capabilities) -> str:
     """A key over what a CPU unit lends its devices: its KVM files, and its
     capability solution as their code can read it (not the locals of its
     VMState callbacks, which only those functions read)."""
     lent = [f for f in unit[1].files if f.role in _LENT_ROLES]
-    content = [f"{f.path}:{f.role}:{hashlib.sha256(f.data).hexdigest()}" for f in lent]
-    return key_of(("lent", *content, capabilities.fingerprint({f.path for f in lent})))
+    return key_of(("lent", *_lent_content(lent), capabilities.fingerprint({f.path for f in lent})))
 
 
 def analyse(
@@ -563,9 +639,11 @@ def _analyse_unit(
     facts: list[FileFacts],
     lent: Mapping[str, list[Function]],
     base: Capabilities | None,
+    kvm_side: KvmSide | None = None,
 ) -> Analysis:
     """One unit's analysis; a device's also reads the `lent` KVM functions of its
-    target CPU, whose capability solution `base` it extends."""
+    target CPU, whose capability solution `base` it extends; a CPU's may start
+    from what its KVM code gives by itself (`kvm_side`)."""
 
     def functions_of(*roles: str) -> list[Function]:
         return _functions_in(tree, facts, *roles)
@@ -575,14 +653,14 @@ def _analyse_unit(
     kvm_functions = index_functions(functions_of("kvm", "helpers", "accel", "vmstate"), then=lent)
     # machine.c is in scope for its post_loads' locals (`len = kvm_max_nested_state_length()`).
     # A device extends its CPU's solution rather than solving that code again.
-    required = [r.name for ff in _facts_in(tree, facts, "kvm", "accel") for r in ff.required_capabilities]
-    required += profile.required_capabilities
-    capabilities = Capabilities(functions_of("vmstate", "kvm", "helpers", "accel"), profile, base, required)
-    table_entries = [e for ff in _facts_in(tree, facts, "kvm") for e in ff.table_entries]
-    handoffs, put_calls = find_handoffs(kvm_functions, profile, table_entries)
-    read_backs = find_read_backs(kvm_functions, profile)
-    msr_puts = find_msr_accesses(kvm_functions, profile, profile.put_entry_points)
-    msr_gets = find_msr_accesses(kvm_functions, profile, profile.get_entry_points)
+    required = _required(profile, tree, facts)
+    capabilities = None
+    if kvm_side is not None:
+        capabilities = kvm_side.capabilities.extended(functions_of("vmstate"), required, kvm_side.reads)
+    if capabilities is None:
+        capabilities = Capabilities(functions_of("vmstate", "kvm", "helpers", "accel"), profile, base, required)
+    paths = kvm_side.paths if kvm_side and not _reaches_vmstate(profile, tree, kvm_functions) else None
+    handoffs, put_calls, read_backs, msr_puts, msr_gets = paths or _paths(profile, tree, facts, kvm_functions)
     compat = CompatIndex(
         properties=[p for ff in _facts_in(tree, facts, "properties") for p in ff.properties],
         arrays=[a for ff in facts for a in ff.compat_arrays],

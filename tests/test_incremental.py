@@ -450,3 +450,39 @@ def test_a_unit_found_whole_is_not_looked_up_file_by_file(tmp_path: Path, monkey
     assert "target/i386/machine.c" in looked_up
     assert set(looked_up) <= i386  # arm's unit came whole from the cache: none of its files asked
     assert renderer("json")(result) == renderer("json")(audit(tree))
+
+
+def test_a_change_in_the_cpu_vmstate_code_solves_that_code_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The KVM code's capability solution and put/get paths come from the cache
+    # (the i386 KVM files are as they were); machine.c's functions extend it.
+    import analyzer.audit
+    from analyzer.audit import audit
+    from analyzer.cache import FactsCache
+    from analyzer.reports import renderer
+
+    tree = tmp_path / "qemu"
+    shutil.copytree(MINI, tree)
+    cache = FactsCache(tmp_path / "cache")
+    audit(tree, cache=cache)
+    json = renderer("json")
+    machine = tree / "target/i386/machine.c"
+    machine.write_text(machine.read_text().replace("env.xcr0 != 1;", "env.xcr0 != 2 && env.xcr0 != 3;"))
+    with monkeypatch.context() as patched:
+        patched.setattr(analyzer.audit, "_kvm_side", None)  # called: a TypeError
+        result = audit(tree, cache=cache)
+    assert json(result) == json(audit(tree))
+    kvm = tree / "target/i386/kvm/kvm.c"
+    kvm.write_text(kvm.read_text() + "\nstatic int unused_helper(void) { return 0; }\n")
+    solved: list[str] = []
+    real = analyzer.audit._kvm_side
+
+    def spy(profile: object, *args: object) -> object:
+        solved.append(profile.label)  # type: ignore[attr-defined]
+        return real(profile, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(analyzer.audit, "_kvm_side", spy)
+    result = audit(tree, cache=cache)
+    assert solved == ["i386"]  # its KVM code changed: solved again
+    assert json(result) == json(audit(tree))
