@@ -43,25 +43,6 @@ def declared_type(node: Node | None, text: Text) -> str | None:
     return words[-1] if words else None
 
 
-def _chain_indices(node: Node) -> list[Node]:
-    """Return the index and macro-argument nodes along a member chain `a[i]->b.c(j)`."""
-    found: list[Node] = []
-    current: Node | None = node
-    while current is not None:
-        if current.type == "subscript_expression":
-            index = current.child_by_field_name("index")
-            if index is not None:
-                found.append(index)
-        elif current.type == "call_expression":
-            arguments = current.child_by_field_name("arguments")
-            if arguments is not None:
-                found.extend(arguments.named_children)
-            current = current.child_by_field_name("function")
-            continue
-        current = current.child_by_field_name("argument") or current.child_by_field_name("value")
-    return found
-
-
 def declarator_name(node: Node | None) -> str | None:
     """Return the identifier a (possibly pointer/array/init) declarator declares."""
     while node is not None:
@@ -104,6 +85,11 @@ class FunctionExtractor:
 
     def member_path(self, node: Node) -> tuple[str | None, str | None]:
         """Return (root variable key, field key) for `a->b.c[i]`, `&x->y`, `*p`."""
+        return self._member_path(node, None)
+
+    def _member_path(self, node: Node, indices: list[Node] | None) -> tuple[str | None, str | None]:
+        """member_path, also adding to `indices` the index and macro-argument nodes
+        along the chain `a[i]->b.c(j)` up to the first parenthesis (one walk, not two)."""
         chain: list[str] = []
         current: Node | None = node
         while current is not None:
@@ -113,11 +99,19 @@ class FunctionExtractor:
                 if member is not None:
                     chain.append(self.text.compact(member))
                 current = current.child_by_field_name("argument")
-            elif kind in ("subscript_expression",):
+            elif kind == "subscript_expression":
+                if indices is not None:
+                    index = current.child_by_field_name("index")
+                    if index is not None:
+                        indices.append(index)
                 current = current.child_by_field_name("argument")
             elif kind == "call_expression":
                 # `env->xmm_regs[i].ZMM_Q(2)`: an accessor macro on a member.
                 function = current.child_by_field_name("function")
+                if indices is not None:
+                    arguments = current.child_by_field_name("arguments")
+                    if arguments is not None:
+                        indices.extend(arguments.named_children)
                 accessor = self._accessor(function)
                 if accessor is not None:
                     return None, ".".join([accessor, *reversed(chain)])
@@ -127,6 +121,8 @@ class FunctionExtractor:
             elif kind in ("pointer_expression", "parenthesized_expression", "cast_expression"):
                 inner = current.child_by_field_name("argument") or current.child_by_field_name("value")
                 if inner is None:
+                    # Indices inside parentheses were never read as the chain's.
+                    indices = None
                     children = named_children(current)
                     inner = children[-1] if children else None
                 current = inner
@@ -178,7 +174,8 @@ class FunctionExtractor:
             if kind in ("field_expression", "subscript_expression") or (
                 kind == "pointer_expression" and current.child_by_field_name("argument") is not None
             ):
-                root, path = self.member_path(current)
+                indices: list[Node] = []
+                root, path = self._member_path(current, indices)
                 if root or path:
                     if root:
                         subjects.add(root)
@@ -186,7 +183,7 @@ class FunctionExtractor:
                         fields.add(path)
                     # Only the indices can read further symbols; the chain's own
                     # prefixes (`cpu->env`) must not count as reads of their own.
-                    stack.extend(_chain_indices(current))
+                    stack.extend(indices)
                     continue
             if kind == "call_expression":
                 function = current.child_by_field_name("function")
