@@ -203,14 +203,19 @@ class Capabilities:
         self, found: frozenset[Probe], keys: tuple[str, ...], line: int, solving: _Solving | None
     ) -> frozenset[Probe]:
         """`found` and the probes `keys` carry at `line`; `solving` notes them read."""
-        excluded, local_values, all_probes = self._is_excluded_subject, self._local_values, self.probes
-        if solving:
-            readers, step, excluded = solving.readers, solving.step, solving.excluded
+        local_values, all_probes = self._local_values, self.probes
+        if solving is None:
+            excluded = self._is_excluded_subject
+        else:
+            readers, excluded = solving.readers, solving.excluded
+            read_at = (solving.step, line)  # one tuple for every key: a step reads several
             for key in keys:
-                readers[key].append((step, line))
+                readers[key].append(read_at)
         for key in keys:
-            values = local_values.get(key) if line > 0 else None
-            probes = all_probes.get(key, _NONE) if values is None else _value_at(values, line)
+            if line > 0 and (values := local_values.get(key)) is not None:
+                probes = _value_at(values, line)
+            else:
+                probes = all_probes.get(key, _NONE)
             # Few keys carry probes: only those need asking whether excluded.
             if not probes <= found and not excluded(key):
                 found = found | probes
@@ -288,8 +293,17 @@ class Capabilities:
 
     def _condition(self, guard: Guard, function: Function) -> tuple[frozenset[Probe], tuple[str, ...]]:
         """The probes a guard's condition makes itself, and the keys it reads."""
-        atoms = guard.condition.atoms()
-        made = frozenset(p for atom in atoms if self._may_probe(atom) for p in self._direct(atom, function, guard.line))
+        condition = guard.condition
+        if condition.op == "atom":  # as most are: no tree to walk
+            atoms: tuple[Expression, ...] = () if condition.atom is None else (condition.atom,)
+        else:
+            atoms = condition.atoms()
+        made = _NONE
+        for atom in atoms:
+            if self._may_probe(atom):
+                made = made.union(self._direct(atom, function, guard.line))
+        if len(atoms) == 1:
+            return made, atoms[0].subjects
         return made, tuple(key for atom in atoms for key in atom.subjects)
 
     def _is_guest_state(self, assignment: Assignment) -> bool:
@@ -307,7 +321,10 @@ class Capabilities:
 
     def _assignment_probes(self, assignment: Assignment, function: Function, solving: _Solving) -> frozenset[Probe]:
         """The probes an assignment (not of guest state) gives its target."""
-        direct = self._of_expression(assignment.value, function, assignment.line, solving)
+        value, line = assignment.value, assignment.line
+        direct = frozenset(self._direct(value, function, line)) if self._may_probe(value) else _NONE
+        if value.subjects:
+            direct = self._read(direct, value.subjects, line, solving)
         if direct or not assignment.guards:
             return direct
         # Control dependence: the innermost if/case over a capability decides the
@@ -315,23 +332,27 @@ class Capabilities:
         # for them only a probe made in the condition itself counts
         # (`if (kvm_check_extension(s, KVM_CAP_TSC_CONTROL)) { set_ioctl = true; }`).
         local = assignment.target.startswith("local:")
+        conditions, function_id = solving.conditions, id(function)
         for guard in reversed(assignment.guards):
-            if (condition := solving.conditions.get((id(guard), id(function)))) is None:
-                condition = solving.conditions[id(guard), id(function)] = self._condition(guard, function)
+            early = guard.kind == "early-return"
+            if local and early:
+                continue  # see below: it counts only for what outlives the function
+            if (condition := conditions.get((id(guard), function_id))) is None:
+                condition = conditions[id(guard), function_id] = self._condition(guard, function)
             made, keys = condition
-            if guard.kind == "early-return":
+            if early:
                 # `if (!kvm_check_extension(cs->kvm_state, KVM_CAP_SW_TLB)) { return 0; }`
                 # above `env->kvm_sw_tlb = true;` (ppc's kvm_booke206_tlb_init)
                 # decides the value; `if (ret < 0) { return ret; }` is everywhere,
                 # so only a probe made in the condition itself counts, and only
                 # for what outlives the function.
-                if not local and made:
+                if made:
                     return made
                 continue
-            probes = made if local else self._guard_probes(guard, function, self._read(made, keys, guard.line, solving))
+            probes = made if local or not keys else self._read(made, keys, guard.line, solving)
             if probes:
-                return probes
-        return frozenset()
+                return probes if local else self._guard_probes(guard, function, probes)
+        return _NONE
 
     def _is_host_state(self, key: str) -> bool:
         rest = key.removeprefix("field:")
