@@ -146,8 +146,13 @@ class Capabilities:
         parts = [repr(sorted(self.required))]
         parts.extend(f"({key!r}, {listing(self.probes[key])})" for key in sorted(filter(seen, self.probes)))
         for key in sorted(filter(seen, self._local_values)):
-            values = sorted(self._local_values[key].items())  # by line: each once
-            parts.append(f"({key!r}, [{', '.join(f'({line!r}, {listing(probes)})' for line, probes in values)}])")
+            values = self._local_values[key]
+            if len(values) == 1:  # as most locals: assigned once, no join to build
+                ((line, probes),) = values.items()
+                parts.append(f"({key!r}, [({line!r}, {listed.get(probes) or listing(probes)})])")
+                continue
+            entries = sorted(values.items())  # by line: each once
+            parts.append(f"({key!r}, [{', '.join(f'({line!r}, {listing(probes)})' for line, probes in entries)}])")
         return hashlib.sha256("".join(parts).encode()).hexdigest()  # as one update per part would
 
     def extended(
