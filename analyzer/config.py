@@ -26,9 +26,8 @@ import os
 import stat
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import InputError
 from .profile import Profile
@@ -44,20 +43,19 @@ _CAPABILITY_KEYS = (
 )
 
 
-@dataclass(frozen=True)
-class Acceptance:
+class Acceptance(NamedTuple):
     subsection: str
     reason: str
     rule: str | None = None  # rule id; None accepts every rule
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     source: str | None = None
     disabled: frozenset[str] = frozenset()  # rule ids
-    severity: dict[str, str] = field(default_factory=dict)  # rule id -> severity
+    # Never changed in place, so one empty default serves every config.
+    severity: dict[str, str] = {}  # noqa: RUF012  (rule id -> severity)
     accepted: tuple[Acceptance, ...] = ()
-    capabilities: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    capabilities: dict[str, tuple[str, ...]] = {}  # noqa: RUF012
 
     def is_enabled(self, rule_id: str) -> bool:
         return rule_id not in self.disabled
@@ -72,7 +70,7 @@ class Config:
             chosen = {_rule_id(key, "--select", "command line") for key in select}
             disabled = {rule.id for rule in RULES if rule.id not in chosen}
         disabled.update(_rule_id(key, "--ignore", "command line") for key in ignore)
-        return replace(self, disabled=frozenset(disabled))
+        return self._replace(disabled=frozenset(disabled))
 
     def acceptance(self, rule_id: str, subsection: str) -> Acceptance | None:
         for entry in self.accepted:
@@ -85,8 +83,7 @@ class Config:
         extra = self.capabilities
         if not extra:
             return profile
-        return replace(
-            profile,
+        return profile._replace(
             extension_calls=profile.extension_calls | set(extra.get("extension_calls", ())),
             cpuid_calls=profile.cpuid_calls | set(extra.get("cpuid_calls", ())),
             query_ioctls=profile.query_ioctls | set(extra.get("query_ioctls", ())),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from .cache import Deferred
@@ -58,8 +57,7 @@ class TreeSnapshot(NamedTuple):
     entries: dict[str, FileEntry]
 
 
-@dataclass
-class InventoryScan:
+class InventoryScan(NamedTuple):
     """The inventory's files (`paths`, in order), the entries of every file
     scanned (facts None where they are still to extract), and the bytes of
     those whose facts are."""
@@ -84,7 +82,7 @@ def scan_inventory(
 
     skipped = set(skip)
     known = previous.entries if previous is not None else {}
-    scan = InventoryScan([], {}, {})
+    scan = InventoryScan([], {}, {})  # filled in place
     for path in paths:
         if path in skipped:
             continue

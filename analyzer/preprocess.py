@@ -18,8 +18,6 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from functools import cached_property
 from itertools import accumulate
 from typing import NamedTuple
 
@@ -51,24 +49,39 @@ class ConditionalRegion(NamedTuple):
     condition: str
 
 
-@dataclass(frozen=True)
 class MaskedSource:
-    text: bytes
-    regions: tuple[ConditionalRegion, ...]
-    unbalanced_lines: tuple[int, ...]
-    # Brackets still open at the end of a truncated file, closed past its end
-    # so that what precedes still parses: (line of the innermost one, count).
-    unclosed: tuple[int, int] | None = None
-    # The only spans to parse, when mask() was given a spans_of; None: all of it.
-    spans: tuple[tuple[int, int], ...] | None = None
+    """A file's bytes as the parser reads them, and the preprocessor conditions
+    over them. A plain class, built once per file parsed: a dataclass costs more
+    to define than a run spends on all of them."""
+
+    __slots__ = ("_conditions", "regions", "spans", "text", "unbalanced_lines", "unclosed")
+
+    def __init__(
+        self,
+        text: bytes,
+        regions: tuple[ConditionalRegion, ...],
+        unbalanced_lines: tuple[int, ...],
+        unclosed: tuple[int, int] | None = None,
+        spans: tuple[tuple[int, int], ...] | None = None,
+    ) -> None:
+        self.text = text
+        self.regions = regions
+        self.unbalanced_lines = unbalanced_lines
+        # Brackets still open at the end of a truncated file, closed past its end
+        # so that what precedes still parses: (line of the innermost one, count).
+        self.unclosed = unclosed
+        # The only spans to parse, when mask() was given a spans_of; None: all of it.
+        self.spans = spans
+        self._conditions: tuple[list[int], list[str | None]] | None = None
 
     def condition_at(self, offset: int) -> str | None:
         """Return the conjunction of preprocessor conditions covering `offset`."""
+        if self._conditions is None:
+            self._conditions = self._covering()
         bounds, conditions = self._conditions
         return conditions[bisect_right(bounds, offset)]
 
-    @cached_property
-    def _conditions(self) -> tuple[list[int], list[str | None]]:
+    def _covering(self) -> tuple[list[int], list[str | None]]:
         """The offsets where the covering regions change, and the conjunction before
         each and after the last: a file's hundreds of fields and functions each
         ask, and scanning every region for each was most of the asking."""

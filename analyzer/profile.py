@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, replace
-from functools import cache, cached_property
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import InputError
 from .packages import package_directory
 
 
-@dataclass(frozen=True)
-class MachineMacro:
+class MachineMacro(NamedTuple):
     macro: str
     name: str
     options: str
 
 
-@dataclass(frozen=True)
-class RegisterTable:
+class RegisterTable(NamedTuple):
     """A static table whose entries name a state member by offset, read on the put path by `readers`."""
 
     entry_macro: str
@@ -29,8 +26,7 @@ class RegisterTable:
     readers: frozenset[str]
 
 
-@dataclass(frozen=True)
-class CpuModel:
+class CpuModel(NamedTuple):
     """A guest CPU model the destination checks against its host before it runs.
 
     `needed()` testing `feature_call(FEATURE)` means the source's model had
@@ -44,9 +40,11 @@ class CpuModel:
     guarantees: dict[str, str]  # feature constant -> constant of the guard it makes hold
 
 
-@dataclass(frozen=True)
-class Profile:
-    """One *unit* of a target: its CPU, or one KVM-backed device (`unit` names it)."""
+class Profile(NamedTuple):
+    """One *unit* of a target: its CPU, or one KVM-backed device (`unit` names it).
+
+    A named tuple, like the records: every run builds each target's profile,
+    and a dataclass costs ten times as much to define."""
 
     target: str
     cpu_type: str  # the opaque type of the unit's top-level description (X86CPU, KVMClockState)
@@ -77,29 +75,29 @@ class Profile:
     build_guard: str
     assumed_calls: frozenset[str]
     machine_macros: tuple[MachineMacro, ...]
-    register_tables: tuple[RegisterTable, ...] = ()
-    unit: str = "cpu"
     # Calls that return a pointer into the CPU state (`cpu_fpr_ptr(env, i)` ->
     # "PowerPCCPU.env.vsr"). The profile writes them relative to the CPU type;
     # they are stored whole so that a device unit, which shares the CPU's
     # idioms under its own cpu_type, does not take them for its own members.
-    accessors: dict[str, str] = field(default_factory=dict)
+    accessors: dict[str, str]
     # Buffers QEMU registers with KVM by address (at vCPU init) and KVM rereads
     # when a put-path call passes the request constant: "KVM_DIRTY_TLB" ->
     # ("PowerPCCPU.env.tlb.tlbm",), full state paths.
-    shared_buffers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    shared_buffers: dict[str, tuple[str, ...]]
     # Calls that write CPU state computed from their last argument
     # (`vfp_set_fpsr(env, val)` -> ("ARMCPU.env.vfp.fpsr",)): full state paths.
-    setters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    setters: dict[str, tuple[str, ...]]
+    # What the fact extractor reads, the same for every unit of the target so that
+    # a file read by several (target/ppc/kvm.c) is extracted once: the state types
+    # of all its units, and the types whose locals are roots rather than aliases.
+    extraction_state_types: dict[str, str]
+    unit_state_types: frozenset[str]
+    register_tables: tuple[RegisterTable, ...] = ()
+    unit: str = "cpu"
     cpu_model: CpuModel | None = None
     # Capabilities without which QEMU refuses to run where they matter, beyond
     # the KVMCapabilityInfo tables (ppc's KVM_CAP_PPC_SEGSTATE at vCPU init).
     required_capabilities: tuple[str, ...] = ()
-    # What the fact extractor reads, the same for every unit of the target so that
-    # a file read by several (target/ppc/kvm.c) is extracted once: the state types
-    # of all its units, and the types whose locals are roots rather than aliases.
-    extraction_state_types: dict[str, str] = field(default_factory=dict)
-    unit_state_types: frozenset[str] = frozenset()
 
     @property
     def label(self) -> str:
@@ -109,11 +107,6 @@ class Profile:
     def is_state_key(self, key: str) -> bool:
         """Whether a symbol key is a member of this unit's migrated state."""
         return key.startswith(f"field:{self.cpu_type}.")
-
-    @cached_property
-    def state_roots(self) -> frozenset[str]:
-        """Paths that denote a whole state object rather than one of its members."""
-        return frozenset({self.cpu_type, *self.state_types.values()})
 
     def extraction_key(self, data: bytes) -> str:
         """What the fact extractor would read of this profile in a file of these
@@ -193,8 +186,7 @@ def load_units(target: str) -> tuple[Profile, ...]:
     devices = []
     for device in data.get("devices", ()):
         devices.append(
-            replace(
-                cpu,
+            cpu._replace(
                 unit=str(device["name"]),
                 cpu_type=str(device["state_type"]),
                 put_entry_points=_strings(device, "put_entry_points"),

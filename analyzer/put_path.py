@@ -10,7 +10,6 @@ copied into something outside the state (`events.x = env->x`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .facts.model import Assignment, Call, Expression, Function, Guard, TableEntry
@@ -20,8 +19,7 @@ from .profile import Profile
 _MAX_DEPTH = 12
 
 
-@dataclass(frozen=True)
-class Handoff:
+class Handoff(NamedTuple):
     state_path: str  # X86CPU.env.msr_smi_count
     function: str
     path: str
@@ -32,8 +30,8 @@ class Handoff:
     chain: tuple[str, ...]  # entry point ... function
     # The expression the state came from (`env->vregs[i][1]`), whose subscripts
     # tell which elements of an array member it hands over; "" when from a
-    # table or buffer. Not part of what makes two handoffs the same.
-    source: str = field(default="", compare=False)
+    # table or buffer. Not part of what makes two handoffs the same (find_handoffs).
+    source: str = ""
 
 
 class CallEdge(NamedTuple):
@@ -45,7 +43,8 @@ class CallEdge(NamedTuple):
 
 
 def _is_member(path: str, profile: Profile) -> bool:
-    return path.startswith(profile.cpu_type + ".") and path not in profile.state_roots
+    """A member of the unit's state, not a whole state object (`X86CPU.env`)."""
+    return path.startswith(profile.cpu_type + ".") and path not in profile.state_types.values()
 
 
 def _passes_on(callee: str, index: int, arity: Mapping[str, int], sinks: dict[str, set[int]]) -> bool:
@@ -292,7 +291,8 @@ def find_handoffs(
     readers = _table_readers(profile, table_entries)
     arity = _arities(by_name)
     sinks = _sink_parameters(by_name, arity, profile)
-    handoffs: set[Handoff] = set()
+    # By all but the source: the first path to make a handoff gives its source.
+    handoffs: dict[tuple[object, ...], Handoff] = {}
     edges: set[CallEdge] = set()
     # The walk reaches a function once per call path (the CPU's helpers several
     # times each): what it hands over is found once, only the guards and chain
@@ -302,24 +302,15 @@ def find_handoffs(
         if id(function) not in made:
             made[id(function)] = _function_sites(function, profile, arity, readers, sinks)
         for site, site_guards, state_path, how, text in made[id(function)]:
-            handoffs.add(
-                Handoff(
-                    state_path,
-                    function.name,
-                    function.path,
-                    site.line,
-                    site.column,
-                    how,
-                    (*guards, *site_guards),
-                    chain,
-                    text,
-                )
-            )
+            guarded = (*guards, *site_guards)
+            found = (state_path, function.name, function.path, site.line, site.column, how, guarded, chain)
+            if found not in handoffs:
+                handoffs[found] = Handoff(*found, text)
         for call in function.calls:
             if call.callee in by_name and call.callee not in chain and len(chain) < _MAX_DEPTH:
                 for callee in by_name[call.callee]:
                     edges.add(CallEdge(function.name, callee.name, function.path, call.line, callee.path))
-    ordered = sorted(handoffs, key=lambda h: (h.path, h.line, h.column, h.state_path, h.chain))
+    ordered = sorted(handoffs.values(), key=lambda h: (h.path, h.line, h.column, h.state_path, h.chain))
     return ordered, sorted(edges, key=lambda e: (e.path, e.line, e.callee))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from tree_sitter import Node
@@ -22,14 +21,13 @@ class Variable(NamedTuple):
     alias: str | None = None  # state path the variable points into, e.g. X86CPU.env
 
 
-@dataclass
-class Scope:
-    """Names visible in one function: its locals, then the file's globals."""
+class Scope(NamedTuple):
+    """Names visible in one function: its locals (filled in as they are met), then the file's globals."""
 
     path: str
     function: str
     file_scope: dict[str, Variable]
-    locals: dict[str, Variable] = field(default_factory=dict)
+    locals: dict[str, Variable]
 
     def lookup(self, name: str) -> Variable | None:
         return self.locals.get(name) or self.file_scope.get(name)
@@ -515,7 +513,7 @@ def extract_function(
     body = node.child_by_field_name("body")
     if name is None or body is None:
         return None
-    scope = Scope(path=path, function=name, file_scope=file_scope)
+    scope = Scope(path=path, function=name, file_scope=file_scope, locals={})
     parameters = collect_locals(node, text, scope, profile)
     extractor = FunctionExtractor(text, profile, scope)
     extractor.function_body(body)
