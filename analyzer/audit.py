@@ -198,11 +198,11 @@ def skipped_files(analyses: Sequence[Analysis]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({entry for analysis in analyses for entry in analysis.tree.skipped}))
 
 
-def present_targets(reader: TreeReader) -> list[str]:
+def present_targets(reader: TreeReader, cache: FactsCache | None = None) -> list[str]:
     """The targets with a profile whose CPU and KVM files this tree has."""
     present = []
     for target in available_targets():
-        profile = load_profile(target)
+        profile = load_profile(target, cache)
         if all(_has_any(reader, profile.files[role]) for role in profile.layout_roles):
             present.append(target)
     return present
@@ -218,11 +218,13 @@ def _has_any(reader: TreeReader, candidates: Sequence[str]) -> bool:
     return False
 
 
-def _open_units(reader: TreeReader, targets: Sequence[str], config: Config) -> list[tuple[Profile, QemuTree]]:
+def _open_units(
+    reader: TreeReader, targets: Sequence[str], config: Config, cache: FactsCache | None
+) -> list[tuple[Profile, QemuTree]]:
     """Each target's CPU unit (which must be there) and the devices this release has."""
     units: list[tuple[Profile, QemuTree]] = []
     for target in targets:
-        cpu, *devices = (config.extend(profile) for profile in load_units(target))
+        cpu, *devices = (config.extend(profile) for profile in load_units(target, cache))
         cpu_tree = open_tree(reader, cpu)
         unusable: list[tuple[str, str]] = []
         device_units: list[tuple[Profile, QemuTree]] = []
@@ -282,7 +284,7 @@ def _analyse_units(
     if candidates is None:
         candidates = candidate_paths(reader)
     unit_reader = ReadOnce(reader)  # the units' files, each read once
-    names = requested or present_targets(unit_reader)
+    names = requested or present_targets(unit_reader, cache)
     if not names:
         # The most useful message names what a target with machine.c lacks.
         for target in available_targets():
@@ -292,7 +294,7 @@ def _analyse_units(
         raise InputError(
             f"{reader.label}: no target with KVM support found (profiles: {', '.join(available_targets())})"
         )
-    units = _open_units(unit_reader, names, config)
+    units = _open_units(unit_reader, names, config, cache)
     profiles = [profile for profile, _ in units]
     # A unit found in the cache is not joined again, nor are its files' facts loaded.
     unit_jobs: list[Job] = [(f.path, f.data, f.role, i) for i, (_, tree) in enumerate(units) for f in tree.files]

@@ -33,6 +33,7 @@ from typing import Generic, TypeVar
 from .collector import collector_paused
 from .facts.model import FileFacts
 from .packages import package_directory
+from .profile import Profile
 
 _FORMAT = b"vmstate-guard cache v2"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -246,6 +247,16 @@ class FactsCache:
 
     def store(self, extraction: str, path: str, role: str, data: bytes, facts: FileFacts) -> None:
         self.store_entry("facts", self._facts_key(extraction, path, role, data), facts)
+
+    # -- a target's parsed profile -------------------------------------------
+
+    def load_profiles(self, target: str, data: bytes) -> tuple[Profile, ...] | None:
+        """The units parsed from `data`, the bytes of the target's profile."""
+        found = self.load_entry("profiles", key_of(("profile", target, data), _code_digest()), tuple)
+        return found if found and all(isinstance(p, Profile) for p in found) else None
+
+    def store_profiles(self, target: str, data: bytes, units: tuple[Profile, ...]) -> None:
+        self.store_entry("profiles", key_of(("profile", target, data), _code_digest()), units)
 
     # -- a stamp: the content key of a tree known by its stat data -------------
 

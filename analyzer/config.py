@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -123,6 +122,8 @@ def _rule_id(key: str, name: str, source: str) -> str:
 
 
 def parse_config(text: str, source: str) -> Config:
+    import tomllib  # only where a tree has a config: most runs read none
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import tomllib
 from functools import cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import InputError
 from .packages import package_directory
+
+if TYPE_CHECKING:
+    from .cache import FactsCache
 
 
 class MachineMacro(NamedTuple):
@@ -159,20 +161,22 @@ def _targets() -> Path:
     return package_directory("analyzer.rules") / "targets"
 
 
-def _read(target: str) -> dict[str, Any]:
+def _read(target: str) -> bytes:
     path = _targets() / f"{target}.toml"
     if not path.is_file():
         raise InputError(f"no target profile named {target!r}")
-    return tomllib.loads(path.read_text(encoding="utf-8"))
+    return path.read_bytes()
 
 
-def load_profile(target: str) -> Profile:
+def load_profile(target: str, cache: FactsCache | None = None) -> Profile:
     """The CPU unit of the profile shipped as `rules/targets/<target>.toml`."""
-    return load_units(target)[0]
+    return load_units(target, cache)[0]
 
 
-@cache
-def load_units(target: str) -> tuple[Profile, ...]:
+_loaded: dict[str, tuple[Profile, ...]] = {}
+
+
+def load_units(target: str, cache: FactsCache | None = None) -> tuple[Profile, ...]:
     """The target's CPU, then each KVM-backed device its profile lists under [[devices]].
 
     A device shares the target's idioms; it has its own files, entry points
@@ -180,8 +184,26 @@ def load_units(target: str) -> tuple[Profile, ...]:
     its KVM code in a `*_kvm.c` one, reached through class hooks, so the hook
     implementations are its entry points. The audit lends it the CPU unit's
     KVM functions for the capability predicates they define.
+
+    Read once a process; with a `cache`, parsed once for these bytes: a run
+    that reads every profile spends more parsing TOML than loading the result.
     """
-    data = _read(target)
+    found = _loaded.get(target)
+    if found is None:
+        data = _read(target)
+        found = cache.load_profiles(target, data) if cache else None
+        if found is None:
+            found = _parse_units(data)
+            if cache:
+                cache.store_profiles(target, data, found)
+        _loaded[target] = found
+    return found
+
+
+def _parse_units(text: bytes) -> tuple[Profile, ...]:
+    import tomllib  # not imported by a run that finds its profiles cached
+
+    data = tomllib.loads(text.decode("utf-8"))
     cpu = _cpu_profile(data)
     devices = []
     for device in data.get("devices", ()):

@@ -516,12 +516,11 @@ def test_an_empty_home_does_not_put_the_cache_at_the_root(monkeypatch: pytest.Mo
     assert cache_directory() == home / ".cache/vmstate-guard/facts"
 
 
-def test_each_target_profile_is_parsed_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+def _count_profile_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The TOML texts parsed from now on, with no profile loaded in this process yet."""
     import tomllib
 
     import analyzer.profile
-    from analyzer.audit import audit
-    from analyzer.profile import available_targets, load_units
 
     parsed: list[str] = []
     real_loads = tomllib.loads
@@ -530,11 +529,42 @@ def test_each_target_profile_is_parsed_once_per_process(monkeypatch: pytest.Monk
         parsed.append(text)
         return real_loads(text)
 
-    monkeypatch.setattr(analyzer.profile.tomllib, "loads", counting)
-    load_units.cache_clear()
-    try:
-        audit(MINI)  # present_targets opens every profile, then _open_units the tree's
-        audit(MINI)
-        assert len(parsed) == len(available_targets())
-    finally:
-        load_units.cache_clear()  # not keep the counted parse's profiles for other tests
+    monkeypatch.setattr(tomllib, "loads", counting)
+    # As in a new process; monkeypatch puts back the profiles other tests loaded.
+    monkeypatch.setattr(analyzer.profile, "_loaded", {})
+    return parsed
+
+
+def test_each_target_profile_is_parsed_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzer.profile import available_targets
+
+    parsed = _count_profile_parses(monkeypatch)
+    audit(MINI)  # present_targets opens every profile, then _open_units the tree's
+    audit(MINI)
+    assert len(parsed) == len(available_targets())
+
+
+def test_a_profile_is_parsed_once_for_its_bytes_with_a_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import analyzer.profile
+    from analyzer.profile import load_units
+
+    cache = FactsCache(tmp_path / "cache")
+    parsed = _count_profile_parses(monkeypatch)
+    first = load_units("i386", cache)
+    assert len(parsed) == 1
+    monkeypatch.setattr(analyzer.profile, "_loaded", {})  # the next process
+    assert load_units("i386", cache) == first
+    assert len(parsed) == 1  # loaded, not parsed
+    # Other bytes are parsed again: a profile edited in a checkout.
+    real_read = analyzer.profile._read
+    monkeypatch.setattr(analyzer.profile, "_read", lambda target: real_read(target) + b"\n# edited\n")
+    monkeypatch.setattr(analyzer.profile, "_loaded", {})
+    assert load_units("i386", cache) == first
+    assert len(parsed) == 2
+    # A damaged entry is parsed again, not trusted.
+    for entry in (tmp_path / "cache" / "profiles").rglob("*"):
+        if entry.is_file():
+            entry.write_bytes(entry.read_bytes()[:-20])
+    monkeypatch.setattr(analyzer.profile, "_loaded", {})
+    assert load_units("i386", cache) == first
+    assert len(parsed) == 3
