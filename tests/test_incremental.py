@@ -70,8 +70,9 @@ def test_audit_json_and_check_import_no_graph_or_html_library(tmp_path: Path) ->
     assert "new finding" in (tmp_path / "d.txt").read_text()  # the run did its work
     assert not {"multiprocessing", "ctypes", "socket", "zipfile"} & again
     # Nor dataclasses (and inspect): its records cost ten times less to define as
-    # named tuples. Nor tomllib: the profiles were parsed by the runs before.
-    assert not {"dataclasses", "inspect", "tomllib"} & again
+    # named tuples. Nor tomllib: the profiles were parsed by the runs before. Nor
+    # traceback, for a worker's error.
+    assert not {"dataclasses", "inspect", "tomllib", "traceback"} & again
     # The formats that need them still get them.
     html = _modules_after(tmp_path, "audit", str(repo), "--format", "html", "-o", str(tmp_path / "a.html"))
     assert {"jinja2", "pygments"} <= html

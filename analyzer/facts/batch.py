@@ -13,7 +13,6 @@ import gc
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -251,6 +250,8 @@ class Batch:
             try:
                 self._returned.put((index, _extract(self.jobs[index], self.profiles)))
             except Exception as error:
+                import traceback  # in a worker, for the rare file that breaks the extractor
+
                 self._returned.put((index, (f"{type(error).__name__}: {error}", traceback.format_exc())))
 
 
