@@ -210,19 +210,24 @@ def test_a_same_length_edit_in_the_stamps_tick_is_seen(tmp_path: Path, monkeypat
     assert json(result) == json(audit(tree))
 
 
-def _units_joined(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The labels of the units joined from now on, in order (not those found in the cache)."""
+def _units_called(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
+    """The labels of the units `analyzer.audit.<name>` is called for from now on, in order."""
     import analyzer.audit
 
-    joined: list[str] = []
-    original = analyzer.audit._analyse_unit
+    called: list[str] = []
+    original = getattr(analyzer.audit, name)
 
     def spy(profile: object, *args: object) -> object:
-        joined.append(profile.label)  # type: ignore[attr-defined]
-        return original(profile, *args)  # type: ignore[arg-type]
+        called.append(profile.label)  # type: ignore[attr-defined]
+        return original(profile, *args)
 
-    monkeypatch.setattr(analyzer.audit, "_analyse_unit", spy)
-    return joined
+    monkeypatch.setattr(analyzer.audit, name, spy)
+    return called
+
+
+def _units_joined(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The labels of the units joined from now on, in order (not those found in the cache)."""
+    return _units_called(monkeypatch, "_analyse_unit")
 
 
 def test_a_change_joins_again_only_the_units_whose_files_changed(
@@ -479,14 +484,7 @@ def test_a_change_in_the_cpu_vmstate_code_solves_that_code_alone(
     assert json(result) == json(audit(tree))
     kvm = tree / "target/i386/kvm/kvm.c"
     kvm.write_text(kvm.read_text() + "\nstatic int unused_helper(void) { return 0; }\n")
-    solved: list[str] = []
-    real = analyzer.audit._kvm_side
-
-    def spy(profile: object, *args: object) -> object:
-        solved.append(profile.label)  # type: ignore[attr-defined]
-        return real(profile, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(analyzer.audit, "_kvm_side", spy)
+    solved = _units_called(monkeypatch, "_kvm_side")
     result = audit(tree, cache=cache)
     assert solved == ["i386"]  # its KVM code changed: solved again
     assert json(result) == json(audit(tree))
