@@ -250,13 +250,17 @@ class FactsCache:
 
     # -- a target's parsed profile -------------------------------------------
 
+    @staticmethod
+    def _profiles_key(target: str, data: bytes) -> str:
+        return key_of(("profile", target, data), _code_digest())  # covers profile.py and rules/targets
+
     def load_profiles(self, target: str, data: bytes) -> tuple[Profile, ...] | None:
         """The units parsed from `data`, the bytes of the target's profile."""
-        found = self.load_entry("profiles", key_of(("profile", target, data), _code_digest()), tuple)
+        found = self.load_entry("profiles", self._profiles_key(target, data), tuple)
         return found if found and all(isinstance(p, Profile) for p in found) else None
 
     def store_profiles(self, target: str, data: bytes, units: tuple[Profile, ...]) -> None:
-        self.store_entry("profiles", key_of(("profile", target, data), _code_digest()), units)
+        self.store_entry("profiles", self._profiles_key(target, data), units)
 
     # -- a stamp: the content key of a tree known by its stat data -------------
 
