@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .cache import Deferred, FactsCache, key_of
@@ -39,6 +39,7 @@ from .put_path import (
     index_functions,
     reachable,
 )
+from .record import Record
 from .tree import (
     DirectoryReader,
     QemuTree,
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str, int, int], None]
 
 
-class TreeWide(NamedTuple):
+class TreeWide(Record):
     """What the tree-wide inventory adds to the units' analyses, and what the
     tree-scope rules find in it. Cached by what it is made of (the inventory
     files' content, the units' descriptions and references): a change in a
@@ -77,7 +78,7 @@ class TreeWide(NamedTuple):
 NO_TREE_WIDE = TreeWide(Deferred(()), Deferred(()), 0, 0, 0, (), (), ())
 
 
-class UnitDetail(NamedTuple):
+class UnitDetail(Record):
     """What a unit's analysis found on the way to its verdicts: read by the unit
     rules (when the unit is joined), the HTML report, `graph` and `fix`."""
 
@@ -91,7 +92,7 @@ class UnitDetail(NamedTuple):
     migrated: tuple[str, ...]  # member paths the VMState descriptions carry
 
 
-class Analysis(NamedTuple):
+class Analysis(Record):
     """Everything one run learned about a tree, before the config and reports."""
 
     tree: QemuTree
@@ -152,7 +153,7 @@ class Analysis(NamedTuple):
         return self.detail.get().migrated
 
 
-class AuditResult(NamedTuple):
+class AuditResult(Record):
     analyses: tuple[Analysis, ...]  # one per unit: each target's CPU, then its devices
     findings: tuple[Finding, ...]
     # Findings found but not reported, by reason: ("accepted in .vmstate-guard.toml", 2).
@@ -362,7 +363,7 @@ def _analyse_units(
     return result
 
 
-class StoredAnalysis(NamedTuple):
+class StoredAnalysis(Record):
     """A whole analysis as cached: the keys of its units' entries and of its tree-wide part."""
 
     units: tuple[str, ...]
@@ -417,7 +418,7 @@ def _join(results: Sequence[UnitResult], tree_wide: TreeWide) -> tuple[Analysis,
     return tuple(analyses)
 
 
-class UnitResult(NamedTuple):
+class UnitResult(Record):
     """One unit's analysis before the tree-wide inventory joins it, with what its
     files give the inventory: descriptions and references, by path."""
 
@@ -473,7 +474,7 @@ def _cached_analyses(cache: FactsCache, key: str, label: str) -> tuple[Analysis,
 _LENT_ROLES = ("kvm", "helpers", "accel")
 
 
-class Paths(NamedTuple):
+class Paths(Record):
     """A unit's put and get paths: its handoffs and the calls they take, its
     read-backs, the MSRs it writes and those it requests."""
 
@@ -484,7 +485,7 @@ class Paths(NamedTuple):
     msr_gets: tuple[MsrAccess, ...]
 
 
-class KvmSide(NamedTuple):
+class KvmSide(Record):
     """What a CPU unit's KVM code (its kvm, helpers and accel files) gives its
     join by itself: the capability solution over it and the keys its steps may
     read, and its paths. Cached by those files' content, so that a change in

@@ -16,13 +16,13 @@ import hashlib
 import heapq
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from typing import NamedTuple
 
 from .facts.model import Assignment, Call, Expression, Function, Guard
 from .profile import Profile
+from .record import Record
 
 
-class Probe(NamedTuple):
+class Probe(Record):
     """Where the host kernel was asked: `KVM_CAP_NESTED_STATE`, `MSR_SMI_COUNT`."""
 
     name: str

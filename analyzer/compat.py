@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from .facts.model import CompatArray, Function, MachineDefinition, PropertyDefinition
 from .profile import Profile
+from .record import Record
 
 _OFF = {"off", "false", "no", "0"}
 
 
-class CompatMitigation(NamedTuple):
+class CompatMitigation(Record):
     property: PropertyDefinition
     arrays: tuple[CompatArray, ...]  # tables that switch the property off
     entry_lines: tuple[int, ...]  # the entry in each table

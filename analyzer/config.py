@@ -26,10 +26,11 @@ import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from .errors import InputError
 from .profile import Profile
+from .record import Record
 
 CONFIG_NAME = ".vmstate-guard.toml"
 SEVERITIES = ("error", "warning", "note")
@@ -42,13 +43,13 @@ _CAPABILITY_KEYS = (
 )
 
 
-class Acceptance(NamedTuple):
+class Acceptance(Record):
     subsection: str
     reason: str
     rule: str | None = None  # rule id; None accepts every rule
 
 
-class Config(NamedTuple):
+class Config(Record):
     source: str | None = None
     disabled: frozenset[str] = frozenset()  # rule ids
     # Never changed in place, so one empty default serves every config.

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-from typing import NamedTuple
+
+from .record import Record
 
 
-class Location(NamedTuple):
+class Location(Record):
     path: str
     line: int
     column: int = 1
 
 
-class Related(NamedTuple):
+class Related(Record):
     """A piece of evidence: the needed() function, the guarded write, the probe."""
 
     location: Location
     message: str
 
 
-class Finding(NamedTuple):
+class Finding(Record):
     rule: str  # stable id, e.g. VG001
     name: str  # kebab-case symbol
     severity: str  # error, warning, note

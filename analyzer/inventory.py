@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
 
 from .cache import Deferred
 from .facts.model import Description, Diagnostic, FileFacts
+from .record import Record
 from .tree import TreeReader, UnusableFileError, usable
 
 # Not part of what a QEMU binary migrates.
@@ -38,7 +38,7 @@ def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
-class FileEntry(NamedTuple):
+class FileEntry(Record):
     """What a run learned of one candidate file, for the next run to reuse unread."""
 
     blob: str | None  # git blob id of its bytes; None when it has none (unusable)
@@ -50,14 +50,14 @@ class FileEntry(NamedTuple):
     facts: Deferred[FileFacts] | None = None
 
 
-class TreeSnapshot(NamedTuple):
+class TreeSnapshot(Record):
     """The entries of a tree's candidate files, bound to the tree they describe."""
 
     root: str
     entries: dict[str, FileEntry]
 
 
-class InventoryScan(NamedTuple):
+class InventoryScan(Record):
     """The inventory's files (`paths`, in order), the entries of every file
     scanned (facts None where they are still to extract), and the bytes of
     those whose facts are."""

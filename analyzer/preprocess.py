@@ -19,7 +19,8 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from itertools import accumulate
-from typing import NamedTuple
+
+from .record import Record
 
 _DIRECTIVE = re.compile(rb"^[ \t]*#[ \t]*(if|ifdef|ifndef|elif|else|endif)\b(.*)$")
 # Patterns start with a literal so that the regex engine skips to candidates
@@ -41,7 +42,7 @@ _ALL_BUT_BRACKETS = bytes(b for b in range(256) if b not in b"{}()[]")
 _COMMENT_OR_STRING = re.compile(rb'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
 
 
-class ConditionalRegion(NamedTuple):
+class ConditionalRegion(Record):
     """Bytes [start, end) are compiled only when `condition` holds."""
 
     start: int

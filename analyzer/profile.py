@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
 from .packages import package_directory
+from .record import Record
 
 if TYPE_CHECKING:
     from .cache import FactsCache
 
 
-class MachineMacro(NamedTuple):
+class MachineMacro(Record):
     macro: str
     name: str
     options: str
 
 
-class RegisterTable(NamedTuple):
+class RegisterTable(Record):
     """A static table whose entries name a state member by offset, read on the put path by `readers`."""
 
     entry_macro: str
@@ -28,7 +29,7 @@ class RegisterTable(NamedTuple):
     readers: frozenset[str]
 
 
-class CpuModel(NamedTuple):
+class CpuModel(Record):
     """A guest CPU model the destination checks against its host before it runs.
 
     `needed()` testing `feature_call(FEATURE)` means the source's model had
@@ -42,7 +43,7 @@ class CpuModel(NamedTuple):
     guarantees: dict[str, str]  # feature constant -> constant of the guard it makes hold
 
 
-class Profile(NamedTuple):
+class Profile(Record):
     """One *unit* of a target: its CPU, or one KVM-backed device (`unit` names it).
 
     A named tuple, like the records: every run builds each target's profile,

@@ -10,16 +10,16 @@ copied into something outside the state (`events.x = env->x`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import NamedTuple
 
 from .facts.model import Assignment, Call, Expression, Function, Guard, TableEntry
 from .profile import Profile
+from .record import Record
 
 # A call chain deeper than this is not a put path worth following.
 _MAX_DEPTH = 12
 
 
-class Handoff(NamedTuple):
+class Handoff(Record):
     state_path: str  # X86CPU.env.msr_smi_count
     function: str
     path: str
@@ -34,7 +34,7 @@ class Handoff(NamedTuple):
     source: str = ""
 
 
-class CallEdge(NamedTuple):
+class CallEdge(Record):
     caller: str
     callee: str
     path: str  # the caller's file, where the call is
@@ -314,7 +314,7 @@ def find_handoffs(
     return ordered, sorted(edges, key=lambda e: (e.path, e.line, e.callee))
 
 
-class MsrAccess(NamedTuple):
+class MsrAccess(Record):
     """An MSR put in, or requested from, a KVM_SET_MSRS / KVM_GET_MSRS buffer."""
 
     msr: str
@@ -341,7 +341,7 @@ def find_msr_accesses(
     return sorted(found, key=lambda a: (a.path, a.line, a.msr))
 
 
-class ReadBack(NamedTuple):
+class ReadBack(Record):
     """`env->x = events.x` on the get path: the source reads state back from KVM."""
 
     state_path: str

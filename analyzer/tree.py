@@ -18,10 +18,11 @@ import pickle
 import stat
 import time
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from .errors import InputError
 from .profile import Profile
+from .record import Record
 
 # Larger than any hand-written QEMU file (cpu.c is 0.4 MB): a generated file.
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -237,13 +238,13 @@ class ReadOnce:
         return found
 
 
-class SourceFile(NamedTuple):
+class SourceFile(Record):
     path: str  # relative to the tree root, with forward slashes
     role: str
     data: bytes
 
 
-class QemuTree(NamedTuple):
+class QemuTree(Record):
     label: str
     version: str | None
     files: tuple[SourceFile, ...]

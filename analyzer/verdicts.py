@@ -6,13 +6,13 @@ import re
 from collections.abc import Iterable, Mapping
 from functools import cache
 from itertools import product
-from typing import NamedTuple
 
 from .capabilities import Capabilities, Probe
 from .compat import CompatIndex, CompatMitigation
 from .facts.model import Condition, Description, Expression, Function, Guard, VMStateField
 from .profile import CpuModel
 from .put_path import Handoff
+from .record import Record
 
 UNCHECKED = "unchecked"
 CHECKED = "checked"
@@ -28,7 +28,7 @@ _MAX_ATOMS = 12
 _EQUAL_FIELD = re.compile(r"_EQUAL(_V)?$")
 
 
-class Consumer(NamedTuple):
+class Consumer(Record):
     field: str  # the subsection's field as written, e.g. env.msr_smi_count
     handoff: Handoff
     guards: tuple[str, ...]
@@ -38,7 +38,7 @@ class Consumer(NamedTuple):
     probes: tuple[Probe, ...] = ()  # what those guards stand for: KVM_CAP_TSC_CONTROL behind set_ioctl
 
 
-class ModelCheck(NamedTuple):
+class ModelCheck(Record):
     """A CPU-model check at realize that stands in for a post_load.
 
     needed() tests guest CPU features; a destination with the same CPU model
@@ -58,7 +58,7 @@ class ModelCheck(NamedTuple):
         return f"CPU-model check {self.function}() at realize, not a post_load ({pairs})"
 
 
-class SubsectionReport(NamedTuple):
+class SubsectionReport(Record):
     description: Description
     parent: Description
     ifdef: str | None

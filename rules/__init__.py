@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from ..record import Record
 from . import (
     description_unregistered,
     msr_capability_mismatch,
@@ -28,7 +29,7 @@ class _Check(Protocol):
     def __call__(self, analysis: Analysis) -> Iterator[Finding]: ...
 
 
-class Rule(NamedTuple):
+class Rule(Record):
     id: str
     name: str
     severity: str

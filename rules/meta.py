@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from ..findings import Finding, Location, Related, fingerprint
+from ..record import Record
 
 
-class RuleInfo(NamedTuple):
+class RuleInfo(Record):
     id: str  # stable: never renumbered or reused
     name: str  # kebab-case, what users type
     severity: str  # error, warning, note

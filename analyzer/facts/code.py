@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from tree_sitter import Node
 
 from ..profile import Profile
+from ..record import Record
 from ..syntax import Text, named_children
 from .model import Assignment, Call, Condition, Expression, Function, Guard, Return
 
@@ -15,13 +15,13 @@ _CONSTANT = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _TYPE_WORDS = {"const", "volatile", "struct", "union", "enum", "static", "unsigned", "signed"}
 
 
-class Variable(NamedTuple):
+class Variable(Record):
     key: str
     type_name: str | None  # struct or typedef name with pointers stripped
     alias: str | None = None  # state path the variable points into, e.g. X86CPU.env
 
 
-class Scope(NamedTuple):
+class Scope(Record):
     """Names visible in one function: its locals (filled in as they are met), then the file's globals."""
 
     path: str

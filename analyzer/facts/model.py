@@ -26,13 +26,14 @@ with `_replace`.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+
+from ..record import Record
 
 # `!flag`, `!env->nested_state`, `!kvm_has_x(CAP)`: a negated plain operand or call.
 _NEGATED_OPERAND = re.compile(r"!\s*[A-Za-z_]\w*(?:\s*(?:->|\.)\s*\w+)*(?:\([^()]*\))?")
 
 
-class Expression(NamedTuple):
+class Expression(Record):
     """What an expression reads: its text, symbol keys, called functions, constants."""
 
     text: str
@@ -42,7 +43,7 @@ class Expression(NamedTuple):
     constants: tuple[str, ...] = ()
 
 
-class Condition(NamedTuple):
+class Condition(Record):
     """A boolean condition as a tree of `and`/`or`/`not` over atoms."""
 
     op: str  # "atom", "not", "and", "or"
@@ -61,7 +62,7 @@ class Condition(NamedTuple):
         return tuple(leaf.atom for leaf in self.leaves() if leaf.atom is not None)
 
 
-class Guard(NamedTuple):
+class Guard(Record):
     """Code runs only when `condition` evaluates to `holds`.
 
     kind is `if`, `else`, `early-return` (an earlier `if (c) return;`),
@@ -85,7 +86,7 @@ class Guard(NamedTuple):
         return f"!({text})"
 
 
-class Call(NamedTuple):
+class Call(Record):
     callee: str
     arguments: tuple[Expression, ...]
     guards: tuple[Guard, ...]
@@ -93,13 +94,13 @@ class Call(NamedTuple):
     column: int
 
 
-class Return(NamedTuple):
+class Return(Record):
     value: Expression  # empty text for a bare `return;`
     guards: tuple[Guard, ...]
     line: int
 
 
-class Assignment(NamedTuple):
+class Assignment(Record):
     target: str  # symbol key written
     target_text: str
     value: Expression
@@ -108,7 +109,7 @@ class Assignment(NamedTuple):
     column: int
 
 
-class Function(NamedTuple):
+class Function(Record):
     name: str
     path: str
     line: int
@@ -122,7 +123,7 @@ class Function(NamedTuple):
     reads: tuple[str, ...] = ()  # every field key the body mentions
 
 
-class VMStateField(NamedTuple):
+class VMStateField(Record):
     macro: str
     path: str  # first argument, whitespace removed
     struct_type: str | None  # second argument: the type `path` is relative to
@@ -135,7 +136,7 @@ class VMStateField(NamedTuple):
     codec: str | None = None
 
 
-class Codec(NamedTuple):
+class Codec(Record):
     """A `VMStateInfo` of hand-written get/put functions (`vmstate_powered_off`)."""
 
     symbol: str
@@ -145,13 +146,13 @@ class Codec(NamedTuple):
     line: int
 
 
-class SubsectionEntry(NamedTuple):
+class SubsectionEntry(Record):
     symbol: str
     line: int
     condition: str | None
 
 
-class Description(NamedTuple):
+class Description(Record):
     symbol: str
     path: str
     line: int
@@ -169,7 +170,7 @@ class Description(NamedTuple):
     end_line: int = 0  # last line of the initializer: references up to here are the description's own
 
 
-class Reference(NamedTuple):
+class Reference(Record):
     """An identifier that may name a VMStateDescription, outside comments and strings."""
 
     name: str
@@ -177,7 +178,7 @@ class Reference(NamedTuple):
     kind: str  # "use", "declaration" (`extern const VMStateDescription x;`) or "macro" (in a #define)
 
 
-class PropertyDefinition(NamedTuple):
+class PropertyDefinition(Record):
     """`DEFINE_PROP_BOOL("x-migrate-smi-count", X86CPU, migrate_smi_count, true)`."""
 
     name: str
@@ -187,14 +188,14 @@ class PropertyDefinition(NamedTuple):
     line: int
 
 
-class CompatEntry(NamedTuple):
+class CompatEntry(Record):
     driver: str
     property: str
     value: str
     line: int
 
 
-class CompatArray(NamedTuple):
+class CompatArray(Record):
     """A `GlobalProperty name[] = { ... }` table of machine-type compat properties."""
 
     symbol: str
@@ -203,7 +204,7 @@ class CompatArray(NamedTuple):
     entries: tuple[CompatEntry, ...]
 
 
-class MachineDefinition(NamedTuple):
+class MachineDefinition(Record):
     """A machine type registered by a DEFINE_*_MACHINE macro."""
 
     name: str
@@ -212,7 +213,7 @@ class MachineDefinition(NamedTuple):
     line: int
 
 
-class Diagnostic(NamedTuple):
+class Diagnostic(Record):
     """A region of the tree the analyzer could not understand, or other input trouble."""
 
     path: str
@@ -223,7 +224,7 @@ class Diagnostic(NamedTuple):
     whole_file: bool = False
 
 
-class RequiredCapability(NamedTuple):
+class RequiredCapability(Record):
     """`KVM_CAP_INFO(XSAVE)` in a `KVMCapabilityInfo` table: kvm_init() fails without it."""
 
     name: str  # KVM_CAP_XSAVE
@@ -232,7 +233,7 @@ class RequiredCapability(NamedTuple):
     line: int
 
 
-class TableEntry(NamedTuple):
+class TableEntry(Record):
     """One entry of a register table: `KVM_CSR_CFG("senvcfg", senvcfg, RISCV_CSR_REG(senvcfg))`."""
 
     macro: str
@@ -242,7 +243,7 @@ class TableEntry(NamedTuple):
     line: int
 
 
-class FileFacts(NamedTuple):
+class FileFacts(Record):
     path: str
     descriptions: tuple[Description, ...] = ()
     codecs: tuple[Codec, ...] = ()
