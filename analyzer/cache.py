@@ -102,7 +102,8 @@ def user_cache_directory(name: str, variable: str) -> Path | None:
 def _code_digest() -> bytes:
     """A digest of the code and data that decide what facts a file gives."""
     digest = hashlib.sha256(_FORMAT)
-    sources = [("analyzer", name) for name in ("preprocess.py", "syntax.py", "profile.py", "facts", "queries")]
+    names = ("preprocess.py", "syntax.py", "record.py", "profile.py", "facts", "queries")
+    sources = [("analyzer", name) for name in names]
     for package, relative in [*sources, ("analyzer.rules", "targets")]:
         _digest_tree(package_directory(package) / relative, f"{package}/{relative}", digest)
     return digest.digest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import pickletools
 import subprocess
 import sys
 
@@ -38,6 +39,15 @@ def test_a_record_is_a_named_tuple_with_its_body() -> None:
     assert repr(point) == "Point(x=3, y=-4, label='origin')"
     # Cached facts are pickles of records: they load back as the same class.
     assert pickle.loads(pickle.dumps(point)) == point and type(pickle.loads(pickle.dumps(point))) is Point
+
+
+def test_a_record_unpickles_without_calling_python_code() -> None:
+    """A namedtuple's __new__ is a Python function: a record is rebuilt by
+    tuple.__new__ instead (REDUCE), not by its class's __new__ (NEWOBJ)."""
+    pickled = pickle.dumps([Point(1, 2), Point(3)], protocol=pickle.HIGHEST_PROTOCOL)
+    operations = {operation.name for operation, _, _ in pickletools.genops(pickled)}
+    assert "NEWOBJ" not in operations and "REDUCE" in operations
+    assert pickle.loads(pickled) == [Point(1, 2), Point(3)]
 
 
 def test_a_record_refuses_what_a_named_tuple_refuses() -> None:
