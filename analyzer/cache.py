@@ -45,23 +45,33 @@ class Deferred(Generic[_Value]):
     """A value pickled apart from what holds it, and unpickled when first asked
     for: the bulk of a cached unit (its files' facts, its capability solution)
     costs nothing to a report that never reads it. Its bytes travel inside the
-    entry that holds it, under that entry's checks."""
+    entry that holds it, under that entry's checks, and are kept once read: an
+    entry stored again with it (the inventory's part inside a new tree-wide
+    part) copies them rather than pickling the value again."""
 
-    __slots__ = ("_pickled", "_value")
+    __slots__ = ("_pickled", "_read", "_value")
 
     def __init__(self, value: _Value) -> None:
         self._value: _Value | None = value
         self._pickled: bytes | None = None
+        self._read = True
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the value is in memory: given, or unpickled by get()."""
+        return self._read
 
     def get(self) -> _Value:
-        if self._pickled is not None:
+        if not self._read:
             with collector_paused():
-                self._value = pickle.loads(self._pickled)
-            self._pickled = None
+                self._value = pickle.loads(self._pickled)  # type: ignore[arg-type]
+            self._read = True
         return self._value  # type: ignore[return-value]
 
     def __reduce__(self) -> tuple[object, tuple[bytes]]:
-        return _deferred, (self._pickled or pickle.dumps(self._value, protocol=pickle.HIGHEST_PROTOCOL),)
+        if self._pickled is None:
+            self._pickled = pickle.dumps(self._value, protocol=pickle.HIGHEST_PROTOCOL)
+        return _deferred, (self._pickled,)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Deferred) and self.get() == other.get()
@@ -71,7 +81,7 @@ class Deferred(Generic[_Value]):
 
 def _deferred(pickled: bytes) -> Deferred[object]:
     found: Deferred[object] = Deferred(None)
-    found._pickled = pickled
+    found._pickled, found._read = pickled, False
     return found
 
 

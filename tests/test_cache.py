@@ -568,3 +568,31 @@ def test_a_profile_is_parsed_once_for_its_bytes_with_a_cache(tmp_path: Path, mon
     monkeypatch.setattr(analyzer.profile, "_loaded", {})
     assert load_units("i386", cache) == first
     assert len(parsed) == 3
+
+
+_REDUCED: list[int] = []
+
+
+class _Counted:
+    """A value that counts how often it is pickled."""
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        _REDUCED.append(1)
+        return (_Counted, ())
+
+
+def test_a_deferred_value_is_pickled_once_and_its_bytes_kept_once_read() -> None:
+    # An inventory part inside each new tree-wide part, a unit's detail stored
+    # again: their bytes are copied, not made again from the value.
+    import pickle
+
+    from analyzer.cache import Deferred
+
+    _REDUCED.clear()
+    given = Deferred(_Counted())
+    first = pickle.dumps(given)
+    assert pickle.dumps(given) == first and len(_REDUCED) == 1
+    loaded = pickle.loads(first)
+    assert not loaded.loaded
+    assert isinstance(loaded.get(), _Counted) and loaded.loaded
+    assert pickle.dumps(loaded) == first and len(_REDUCED) == 1
