@@ -17,14 +17,18 @@ from .compat import CompatIndex
 from .config import Config
 from .errors import InputError
 from .facts.batch import Batch, Job, worker_count
+from .facts.extract import extract_file
 from .facts.model import Codec, Description, Diagnostic, Expression, FileFacts, Function, Reference, Return
 from .findings import Finding, sorted_findings
 from .inventory import (
     FileEntry,
+    InventoryPart,
+    InventoryScan,
+    KnownFacts,
     TreeSnapshot,
     candidate_paths,
-    collect_descriptions,
     inventory_facts,
+    inventory_part,
     scan_inventory,
 )
 from .profile import Profile, available_targets, load_profile, load_units
@@ -62,20 +66,47 @@ class TreeWide(Record):
     """What the tree-wide inventory adds to the units' analyses, and what the
     tree-scope rules find in it. Cached by what it is made of (the inventory
     files' content, the units' descriptions and references): a change in a
-    unit's code that leaves those alone finds it whole, and its descriptions
-    and references are unpickled only if something reads them."""
+    unit's code that leaves those alone finds it whole. The inventory files'
+    own part is cached apart (InventoryPart), by their content alone, and its
+    descriptions and references are unpickled only if something reads them."""
 
-    descriptions: Deferred[tuple[Description, ...]]  # every VMStateDescription of the tree
-    references: Deferred[tuple[tuple[str, tuple[Reference, ...]], ...]]
+    inventory: InventoryPart
+    # The units' descriptions and references, by path (see _tree_wide).
+    unit_descriptions: tuple[tuple[str, tuple[Description, ...]], ...]
+    unit_references: tuple[tuple[str, tuple[Reference, ...]], ...]
     description_count: int
     description_files: int  # files that define a description
     files: int  # files the tree-wide rules read for descriptions and references
-    problems: tuple[tuple[str, str], ...]  # (path, why) of the files it could not read
-    diagnostics: tuple[Diagnostic, ...]  # notes on descriptions, and on those files
     findings: tuple[Finding, ...]  # the tree-scope rules', with their own severities
 
+    @property
+    def descriptions(self) -> tuple[Description, ...]:
+        """Every VMStateDescription of the tree, by (path, line); a unit's first where both have one."""
+        own = [d for _, found in self.unit_descriptions for d in found]
+        return tuple(sorted([*own, *self.inventory.descriptions.get()], key=_position))
 
-NO_TREE_WIDE = TreeWide(Deferred(()), Deferred(()), 0, 0, 0, (), (), ())
+    @property
+    def references(self) -> tuple[tuple[str, tuple[Reference, ...]], ...]:
+        """Where each file names something that may be a description, by path."""
+        merged = dict(self.unit_references)
+        merged.update(self.inventory.references.get())
+        return tuple(sorted(merged.items()))
+
+    @property
+    def problems(self) -> tuple[tuple[str, str], ...]:
+        return self.inventory.problems
+
+    @property
+    def diagnostics(self) -> tuple[Diagnostic, ...]:
+        """Notes on descriptions, and on the files the inventory could not read."""
+        return self.inventory.diagnostics
+
+
+def _position(description: Description) -> tuple[str, int]:
+    return (description.path, description.line)
+
+
+NO_TREE_WIDE = TreeWide(InventoryPart(Deferred(()), Deferred(()), (), (), ()), (), (), 0, 0, 0, ())
 
 
 class UnitDetail(Record):
@@ -113,12 +144,12 @@ class Analysis(Record):
     @property
     def inventory(self) -> tuple[Description, ...]:
         """Every VMStateDescription of the tree, for the loader-convention rules."""
-        return self.tree_wide.descriptions.get()
+        return self.tree_wide.descriptions
 
     @property
     def references(self) -> tuple[tuple[str, tuple[Reference, ...]], ...]:
         """Where each file names something that may be a description."""
-        return self.tree_wide.references.get()
+        return self.tree_wide.references
 
     @property
     def facts(self) -> tuple[FileFacts, ...]:
@@ -327,7 +358,7 @@ def _analyse_units(
             if stamp_key:
                 cache.store_pointer(stamp_key, key)  # touched but unchanged: next time by stat
             return previous
-        to_extract = [p for p in scan.paths if scan.entries[p].facts is None and p in scan.data]
+        to_extract = [p for p in scan.paths if p in scan.data]
         inventory_jobs: list[Job] = [(p, scan.data[p], scan.entries[p].role or "", None) for p in to_extract]
         inventory_batch = running.enter_context(Batch(inventory_jobs, profiles, cache, workers, background=True))
         starts = [sum(len(tree.files) for _, tree in units[:i]) for i in range(len(units))]
@@ -336,15 +367,12 @@ def _analyse_units(
             return unit_batch.facts(progress, range(starts[i], starts[i] + len(units[i][1].files)))
 
         results, unit_keys, cached = _analyse_each(units, unit_content, facts_of, settings, cache)
-        extracted = dict(zip(to_extract, inventory_batch.facts(progress), strict=True))
-    entries = dict(scan.entries)
-    for path, facts in extracted.items():
-        entry = entries[path]
-        entries[path] = FileEntry(entry.blob, entry.stat, entry.role, None, Deferred(inventory_facts(facts)))
+        extracted = {p: inventory_facts(f) for p, f in zip(to_extract, inventory_batch.facts(progress), strict=True)}
     tree_key = key_of(("tree-wide", settings, *inventory_content, _tree_wide_inputs(results))) if cache else None
     tree_wide = cache.load_entry("tree-wide", tree_key, TreeWide) if cache and tree_key else None
     if tree_wide is None:
-        tree_wide = _tree_wide(results, scan.paths, entries)
+        part = _inventory_part(reader, scan, extracted, previous_snapshot, profiles[0], cache)
+        tree_wide = _tree_wide(results, part)
         if cache and tree_key:
             cache.store_entry("tree-wide", tree_key, tree_wide)
     result = _join(results, tree_wide)
@@ -357,7 +385,7 @@ def _analyse_units(
         if stamp_key:
             cache.store_pointer(stamp_key, key)
         if snapshot_key and reader.root_id:
-            snapshot = _next_snapshot(reader, previous_snapshot, entries)
+            snapshot = _next_snapshot(reader, previous_snapshot, scan.entries, extracted)
             if snapshot is not previous_snapshot:
                 cache.store_entry("trees", snapshot_key, snapshot)
     return result
@@ -370,27 +398,56 @@ class StoredAnalysis(Record):
     tree_wide: str
 
 
-def _tree_wide(results: Sequence[UnitResult], paths: Sequence[str], entries: Mapping[str, FileEntry]) -> TreeWide:
+def _inventory_part(
+    reader: TreeReader,
+    scan: InventoryScan,
+    extracted: dict[str, FileFacts],
+    previous: TreeSnapshot | None,
+    profile: Profile,
+    cache: FactsCache | None,
+) -> InventoryPart:
+    """The inventory files' part: from the cache by their content, else from
+    their inventory facts, this run's (`extracted`) or the `previous` snapshot's.
+    A file whose facts neither has (a snapshot damaged or cut short) is read and
+    extracted here, and its facts added to `extracted` for the next snapshot."""
+    key = key_of(("inventory", *scan.content())) if cache else None
+    found = cache.load_entry("inventory", key, InventoryPart) if cache and key else None
+    if found is not None:
+        return found
+    known: KnownFacts = previous.facts.get() if previous is not None else {}
+    facts: dict[str, FileFacts] = {}
+    for path in scan.paths:
+        entry = scan.entries[path]
+        if entry.problem is not None:
+            continue
+        if path not in extracted:
+            blob, stored = known.get(path, ("", None))
+            if stored is not None and blob == entry.blob:
+                facts[path] = stored.get()
+                continue
+            extracted[path] = inventory_facts(extract_file(path, reader.read(path) or b"", profile, entry.role))
+        facts[path] = extracted[path]
+    found = inventory_part(scan.paths, scan.entries, facts)
+    if cache and key:
+        cache.store_entry("inventory", key, found)
+    return found
+
+
+def _tree_wide(results: Sequence[UnitResult], part: InventoryPart) -> TreeWide:
     """The tree-wide part from the units' descriptions and references and the
-    `entries` of the inventory's files (`paths`, in order), with the tree-scope rules' findings."""
+    inventory files' `part`, with the tree-scope rules' findings."""
     from .rules import RULES
 
-    problems = tuple((p, entries[p].problem or "") for p in paths if entries[p].problem is not None)
-    facts = [deferred.get() for p in paths if (deferred := entries[p].facts) is not None]
+    # By path: a unit's file read by another unit too gives what the last one found.
     own = {path: found for result in results for path, found in result.descriptions}
-    inventory, diagnostics = collect_descriptions(list(problems), facts, own)
     references = {path: found for result in results for path, found in result.references}
-    references.update((ff.path, ff.references) for ff in facts if ff.references)
-    readable = {p for p in paths if entries[p].problem is None}
-    found = TreeWide(
-        descriptions=Deferred(inventory),
-        references=Deferred(tuple(sorted(references.items()))),
-        description_count=len(inventory),
-        description_files=len({d.path for d in inventory}),
-        files=len({d.path for d in inventory} | readable),
-        problems=problems,
-        diagnostics=diagnostics,
-        findings=(),
+    found = TreeWide(part, tuple(own.items()), tuple(references.items()), 0, 0, 0, ())
+    descriptions = found.descriptions
+    defining = {d.path for d in descriptions}
+    found = found._replace(
+        description_count=len(descriptions),
+        description_files=len(defining),
+        files=len(defining | set(part.readable)),
     )
     seen = results[0].analysis._replace(tree_wide=found)
     findings = tuple(f._replace(unit="") for rule in RULES if rule.scope == "tree" for f in rule.check(seen))
@@ -438,11 +495,14 @@ def _unit_content(unit: tuple[Profile, QemuTree]) -> list[str]:
     return parts
 
 
-def _next_snapshot(reader: TreeReader, previous: TreeSnapshot | None, entries: dict[str, FileEntry]) -> TreeSnapshot:
-    """The snapshot to store: this run's entries, keeping those of files it did not
-    scan (another target's machine.c) and, read from a revision, the stat data
-    of files whose bytes the snapshot's directory run saw. `previous` itself
-    when this run learned nothing new (it is then not written again)."""
+def _next_snapshot(
+    reader: TreeReader, previous: TreeSnapshot | None, entries: dict[str, FileEntry], extracted: dict[str, FileFacts]
+) -> TreeSnapshot:
+    """The snapshot to store: this run's entries and the inventory facts it
+    `extracted`, keeping those of files it did not scan (another target's
+    machine.c) and, read from a revision, the stat data of files whose bytes
+    the snapshot's directory run saw. `previous` itself when this run learned
+    nothing new (it is then not written again)."""
     merged = dict(previous.entries) if previous is not None else {}
     changed = False
     for path, entry in entries.items():
@@ -451,7 +511,12 @@ def _next_snapshot(reader: TreeReader, previous: TreeSnapshot | None, entries: d
             entry = entry._replace(stat=prior.stat)
         changed = changed or (entry is not prior and entry != prior)  # most are the snapshot's own
         merged[path] = entry
-    return TreeSnapshot(reader.root_id or "", merged) if changed or previous is None else previous
+    facts: Deferred[KnownFacts] = previous.facts if previous is not None else Deferred({})
+    if extracted:
+        known = dict(facts.get())
+        known.update((path, (entries[path].blob or "", Deferred(found))) for path, found in extracted.items())
+        facts, changed = Deferred(known), True
+    return TreeSnapshot(reader.root_id or "", merged, facts) if changed or previous is None else previous
 
 
 def _cached_analyses(cache: FactsCache, key: str, label: str) -> tuple[Analysis, ...] | None:

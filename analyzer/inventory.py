@@ -9,10 +9,10 @@ are found by a byte search for `VMStateDescription` before any parsing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from .cache import Deferred
-from .facts.model import Description, Diagnostic, FileFacts
+from .facts.model import Description, Diagnostic, FileFacts, Reference
 from .record import Record
 from .tree import TreeReader, UnusableFileError, usable
 
@@ -45,22 +45,52 @@ class FileEntry(Record):
     stat: tuple[int, int, int, int] | None  # DirectoryReader.stat_stamp when read, if not racy
     role: str | None  # `inventory`, `references`, or None: neither (or unusable)
     problem: str | None = None  # why it is unusable
-    # What collect_descriptions reads of its facts, unpickled only when the
-    # tree-wide part is made again (a snapshot holds some 900).
-    facts: Deferred[FileFacts] | None = None
+
+
+# A file's inventory facts (inventory_facts), with the blob id of the bytes they are of.
+KnownFacts = dict[str, tuple[str, Deferred[FileFacts]]]
 
 
 class TreeSnapshot(Record):
-    """The entries of a tree's candidate files, bound to the tree they describe."""
+    """The entries of a tree's candidate files, bound to the tree they describe,
+    and the inventory facts of those that have a role and no problem, by path.
+    The facts (some 900 files) are unpickled only when the inventory's part is
+    made again: every run reads the entries, few runs the facts."""
 
     root: str
     entries: dict[str, FileEntry]
+    facts: Deferred[KnownFacts]
+
+
+class InventoryPart(Record):
+    """What the inventory's files give the tree-wide part, cached by their
+    content (InventoryScan.content): a change in the units' files alone
+    unpickles none of their facts, and stores this part again by its bytes."""
+
+    descriptions: Deferred[tuple[Description, ...]]  # by (path, line)
+    references: Deferred[tuple[tuple[str, tuple[Reference, ...]], ...]]  # of the files that have some
+    readable: tuple[str, ...]  # the inventory's files it could read
+    problems: tuple[tuple[str, str], ...]  # (path, why) of those it could not
+    diagnostics: tuple[Diagnostic, ...]
+
+
+def inventory_part(
+    paths: Sequence[str], entries: Mapping[str, FileEntry], facts: Mapping[str, FileFacts]
+) -> InventoryPart:
+    """The part given by the inventory's files (`paths`, in order), from their
+    `entries` and the inventory facts of those that have no problem."""
+    problems = tuple((p, entries[p].problem or "") for p in paths if entries[p].problem is not None)
+    readable = tuple(p for p in paths if entries[p].problem is None)
+    ordered = [facts[p] for p in readable]
+    descriptions, diagnostics = collect_descriptions(list(problems), ordered, {})
+    references = tuple((ff.path, ff.references) for ff in ordered if ff.references)
+    return InventoryPart(Deferred(descriptions), Deferred(references), readable, problems, diagnostics)
 
 
 class InventoryScan(Record):
     """The inventory's files (`paths`, in order), the entries of every file
-    scanned (facts None where they are still to extract), and the bytes of
-    those whose facts are."""
+    scanned, and the bytes of those whose facts are to extract: new or
+    changed since the snapshot."""
 
     paths: list[str]
     entries: dict[str, FileEntry]
@@ -111,7 +141,7 @@ def scan_inventory(
                 if entry.role is not None and (why := _unusable(data)) is not None:
                     entry = FileEntry(None, None, entry.role, why)  # noted and warned about
                 elif prior is not None and prior.blob == blob and prior.role == entry.role:
-                    entry = FileEntry(blob, stamp, prior.role, None, prior.facts)  # touched, not changed
+                    pass  # touched, not changed: the facts the snapshot has are of these bytes
                 elif entry.role is not None:
                     scan.data[path] = data
         scan.entries[path] = entry

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -172,10 +173,10 @@ class _CoarseStat:
         return getattr(self._real, name)
 
 
-def _aged_copy(tmp_path: Path) -> Path:
-    """A copy of qemu-mini last modified an hour ago: its files are known by their stat data (not racy)."""
+def _aged_copy(tmp_path: Path, source: Path = MINI) -> Path:
+    """A copy of `source` last modified an hour ago: its files are known by their stat data (not racy)."""
     tree = tmp_path / "qemu"
-    shutil.copytree(MINI, tree)
+    shutil.copytree(source, tree)
     hour_ago = time.time_ns() - 3600 * 10**9
     for path in tree.rglob("*"):
         os.utime(path, ns=(hour_ago, hour_ago))
@@ -321,6 +322,96 @@ def test_a_change_in_a_unit_rewrites_no_snapshot_and_finds_the_tree_wide_part_by
     assert written("trees") == trees  # nothing the snapshot knows changed: machine.c is the unit's
     assert json(result) == json(audit(tree))
     assert json(audit(tree, cache=FactsCache(cache_dir))) == json(result)  # read back from its parts
+
+
+def _inventory_extracted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths whose inventory facts are extracted from now on, by a batch or by the audit itself."""
+    import analyzer.audit
+    import analyzer.facts.batch
+
+    extracted: list[str] = []
+    for module in (analyzer.facts.batch, analyzer.audit):
+        original = module.extract_file
+
+        def spy(path: str, data: bytes, profile: object, role: str | None = None, original: Any = original) -> object:
+            if role in ("inventory", "references"):
+                extracted.append(path)
+            return original(path, data, profile, role)
+
+        monkeypatch.setattr(module, "extract_file", spy)
+    return extracted
+
+
+def test_descriptions_moved_in_a_unit_rerun_the_tree_wide_rules_on_the_cached_inventory_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import analyzer.audit
+    from analyzer.audit import audit
+    from analyzer.cache import FactsCache
+    from analyzer.reports import renderer
+
+    tree = _aged_copy(tmp_path, MINI.parent / "qemu-loader")
+    cache_dir = tmp_path / "cache"
+    audit(tree, cache=FactsCache(cache_dir))
+    # A line more at the top of machine.c: every description of the unit moves,
+    # so the tree-wide rules run again, on the devices' part as it was cached.
+    machine = tree / "target/i386/machine.c"
+    machine.write_text("/* a line more */\n" + machine.read_text())
+    with monkeypatch.context() as patched:
+        patched.setattr(analyzer.audit, "inventory_part", None)  # made again: a TypeError
+        extracted = _inventory_extracted(patched)
+        result = audit(tree, cache=FactsCache(cache_dir))
+    assert extracted == []
+    json = renderer("json")
+    assert json(result) == json(audit(tree))
+    assert any(f.rule == "VG006" for f in result.findings)  # the tree-wide rules did find
+
+
+def test_a_device_changed_reads_the_other_devices_facts_from_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analyzer.audit import audit
+    from analyzer.cache import FactsCache
+    from analyzer.reports import renderer
+
+    tree = _aged_copy(tmp_path, MINI.parent / "qemu-loader")
+    cache_dir = tmp_path / "cache"
+    audit(tree, cache=FactsCache(cache_dir))
+    foo = tree / "hw/misc/foo.c"
+    foo.write_text(foo.read_text().replace('.name = "fo0/clock"', '.name = "foo/clock"'))
+    extracted = _inventory_extracted(monkeypatch)
+    result = audit(tree, cache=FactsCache(cache_dir))
+    assert extracted == ["hw/misc/foo.c"]
+    json = renderer("json")
+    assert json(result) == json(audit(tree))
+    assert not any(f.rule == "VG003" and "fo0" in f.message for f in result.findings)  # the change was read
+
+
+def test_a_snapshot_without_a_files_facts_has_it_extracted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analyzer.audit import audit
+    from analyzer.cache import Deferred, FactsCache, key_of
+    from analyzer.inventory import TreeSnapshot
+    from analyzer.reports import renderer
+
+    tree = _aged_copy(tmp_path, MINI.parent / "qemu-loader")
+    cache = FactsCache(tmp_path / "cache")
+    audit(tree, cache=cache)
+    key = key_of(("snapshot", os.path.realpath(tree)))
+    snapshot = cache.load_entry("trees", key, TreeSnapshot)
+    assert snapshot is not None and "hw/misc/bar.c" in snapshot.facts.get()
+    cut = {path: known for path, known in snapshot.facts.get().items() if path != "hw/misc/bar.c"}
+    cache.store_entry("trees", key, snapshot._replace(facts=Deferred(cut)))
+    foo = tree / "hw/misc/foo.c"
+    foo.write_text(foo.read_text() + "\n/* changed */\n")
+    extracted = _inventory_extracted(monkeypatch)
+    result = audit(tree, cache=cache)
+    assert sorted(extracted) == ["hw/misc/bar.c", "hw/misc/foo.c"]
+    json = renderer("json")
+    assert json(result) == json(audit(tree))
+    again = cache.load_entry("trees", key, TreeSnapshot)
+    assert again is not None and "hw/misc/bar.c" in again.facts.get()  # and kept for the next run
 
 
 def test_a_change_in_the_cpu_vmstate_code_alone_does_not_join_its_devices_again(
