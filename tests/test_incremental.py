@@ -330,15 +330,17 @@ def _inventory_extracted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     import analyzer.facts.batch
 
     extracted: list[str] = []
-    for module in (analyzer.facts.batch, analyzer.audit):
-        original = module.extract_file
 
-        def spy(path: str, data: bytes, profile: object, role: str | None = None, original: Any = original) -> object:
+    def spying(original: Any) -> Any:
+        def spy(path: str, data: bytes, profile: object, role: str | None = None, *rest: object) -> object:
             if role in ("inventory", "references"):
                 extracted.append(path)
-            return original(path, data, profile, role)
+            return original(path, data, profile, role, *rest)
 
-        monkeypatch.setattr(module, "extract_file", spy)
+        return spy
+
+    for module in (analyzer.facts.batch, analyzer.audit):
+        monkeypatch.setattr(module, "extract_file", spying(module.extract_file))
     return extracted
 
 

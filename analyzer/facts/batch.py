@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 
 from ..cache import FactsCache
 from ..profile import Profile
-from .extract import extract_file
+from .extract import FUNCTION_ROLES, extract_file
 from .model import FileFacts
+from .reuse import FunctionReuse
 
 if TYPE_CHECKING:  # multiprocessing is imported where workers start (~15 ms a run without them)
     import multiprocessing
@@ -162,7 +163,7 @@ class Batch:
                 self._cached.discard(index)
                 self.results[index] = self.cache.load(self._key(index), *self._file(index)) if self.cache else None
                 if self.results[index] is None:  # damaged since: extracted here
-                    self._store(index, _extract(self.jobs[index], self.profiles), None)
+                    self._store(index, self._extract_here(index), None)
             while (facts := self.results[index]) is None:
                 self._advance(index, progress)
             found.append(facts)
@@ -183,18 +184,32 @@ class Batch:
         """Without workers, extract job `wanted`. Else store facts a worker sent
         back; else extract the next job no worker has taken; else wait for a worker."""
         if not self._processes:
-            self._store(wanted, _extract(self.jobs[wanted], self.profiles), progress)
+            self._store(wanted, self._extract_here(wanted), progress)
             return
         if self._receive(wait=False, progress=progress):
             return
         position = self._claim()
         if position is not None:
             index = self._order[position]
-            self._store(index, _extract(self.jobs[index], self.profiles), progress)
+            self._store(index, self._extract_here(index), progress)
             return
         while not self._receive(wait=True, progress=progress):
             if not any(process.is_alive() for process in self._processes):
                 raise WorkerError("a worker process died before sending its facts back")
+
+    def _extract_here(self, index: int) -> FileFacts:
+        """Job `index` extracted in this process; a unit's file takes back the
+        functions its last extraction here gave (facts.reuse), and leaves its own
+        for the next. (Workers extract cold runs, whose files are new.)"""
+        path, data, role, unit = self.jobs[index]
+        if self.cache is None or unit is None or role not in FUNCTION_ROLES:
+            return _extract(self.jobs[index], self.profiles)
+        key = self._key(index)
+        reuse = FunctionReuse(self.cache.load_functions(key, path, role))
+        facts = extract_file(path, data, self.profiles[unit], role, reuse)
+        if reuse.changed:
+            self.cache.store_functions(key, path, role, reuse.now)
+        return facts
 
     def _receive(self, wait: bool, progress: Progress | None) -> bool:
         import queue

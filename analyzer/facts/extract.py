@@ -14,6 +14,7 @@ from .code import Variable, declarator_name, declared_type, extract_function
 from .model import Description, Diagnostic, FileFacts, Function, RequiredCapability, TableEntry
 from .properties import extract_compat_arrays, extract_machines, extract_properties
 from .references import scan_references
+from .reuse import FunctionReuse, function_key, scope_digest
 from .vmstate import extract_codecs, extract_descriptions
 
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
@@ -151,12 +152,15 @@ def _callees(function: Node, text: Text) -> set[str]:
 # (target/i386/cpu.c is read for its properties, not its 300 functions).
 # A profile's [cpu_model] check function is looked up in its "cpu_model" files.
 _SPANS_OF = {"inventory": description_spans, "properties": property_spans}
-_FUNCTION_ROLES = {"vmstate", "kvm", "helpers", "accel", "machines", "cpu_model"}
+FUNCTION_ROLES = frozenset({"vmstate", "kvm", "helpers", "accel", "machines", "cpu_model"})
 
 
-def extract_file(path: str, source: bytes, profile: Profile, role: str | None = None) -> FileFacts:
+def extract_file(
+    path: str, source: bytes, profile: Profile, role: str | None = None, reuse: FunctionReuse | None = None
+) -> FileFacts:
     """Return the facts of one file; `path` is relative to the tree root, `role` selects
-    which extractors run (None: all of them)."""
+    which extractors run (None: all of them). With `reuse`, the functions its last
+    extraction gave are taken back where nothing they depend on changed."""
     if role == "references":
         # A header or device file with no description: only the names it mentions.
         return FileFacts(path=path, references=scan_references(source))
@@ -201,7 +205,7 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
     codecs = extract_codecs(root, text, path) if role in (None, "vmstate") else []
     machines = extract_machines(root, text, path, profile) if role in (None, "machines") else []
     functions: list[Function] = []
-    if role is None or role in _FUNCTION_ROLES:
+    if role is None or role in FUNCTION_ROLES:
         file_scope = _file_scope(root, text, path)
         definitions = [n for n in root.named_children if n.type == "function_definition"]
         if role == "vmstate":
@@ -220,8 +224,15 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
             # Read for where the [cpu_model] check function is defined.
             check = profile.cpu_model.check_function if profile.cpu_model else None
             definitions = [node for name, node in _by_name(definitions).items() if name == check]
+        scope = scope_digest(file_scope) if reuse is not None else b""
         for node in definitions:
             condition = masked.condition_at(node.start_byte)
+            key = None
+            if reuse is not None and not node.has_error:  # error recovery may read its bytes otherwise elsewhere
+                key = function_key(node, source, masked.text, text.column(node), condition, scope)
+                if (known := reuse.taken(key, text.line(node))) is not None:
+                    functions.append(known)
+                    continue
             try:
                 function = extract_function(node, text, path, profile, file_scope, condition)
             except RecursionError:
@@ -234,6 +245,8 @@ def extract_file(path: str, source: bytes, profile: Profile, role: str | None = 
                 continue
             if function is not None:
                 functions.append(function)
+                if reuse is not None and key is not None:
+                    reuse.made(key, function)
     return FileFacts(
         path=path,
         descriptions=tuple(descriptions),
