@@ -32,6 +32,7 @@ from typing import Generic, TypeVar
 
 from .collector import collector_paused
 from .facts.model import FileFacts, Function
+from .facts.reuse import Described, Reused
 from .packages import package_directory
 from .profile import Profile
 
@@ -259,19 +260,19 @@ class FactsCache:
     def store(self, extraction: str, path: str, role: str, data: bytes, facts: FileFacts) -> None:
         self.store_entry("facts", self._facts_key(extraction, path, role, data), facts)
 
-    # -- the functions a file's last extraction gave (facts.reuse) -------------
+    # -- what a file's last extraction gave, to take back (facts.reuse) --------
 
     @staticmethod
-    def _functions_key(extraction: str, path: str, role: str) -> str:
-        return key_of(("functions", extraction, path, role), _code_digest())
+    def _reuse_key(extraction: str, path: str, role: str) -> str:
+        return key_of(("reuse", extraction, path, role), _code_digest())
 
-    def load_functions(self, extraction: str, path: str, role: str) -> dict[str, Function] | None:
-        """The functions last extracted from `path` read as `role` with `extraction`, by function_key."""
-        found = self.load_entry("functions", self._functions_key(extraction, path, role), dict)
-        return found if found is not None and all(isinstance(f, Function) for f in found.values()) else None
+    def load_reuse(self, extraction: str, path: str, role: str) -> dict[str, Reused] | None:
+        """What the last extraction of `path` read as `role` with `extraction` gave, by key."""
+        found = self.load_entry("reuse", self._reuse_key(extraction, path, role), dict)
+        return found if found is not None and all(isinstance(f, Function | Described) for f in found.values()) else None
 
-    def store_functions(self, extraction: str, path: str, role: str, functions: dict[str, Function]) -> None:
-        self.store_entry("functions", self._functions_key(extraction, path, role), functions)
+    def store_reuse(self, extraction: str, path: str, role: str, reused: dict[str, Reused]) -> None:
+        self.store_entry("reuse", self._reuse_key(extraction, path, role), reused)
 
     # -- a target's parsed profile -------------------------------------------
 

@@ -9,7 +9,7 @@ import pytest
 
 from analyzer.facts.extract import extract_file
 from analyzer.facts.model import FileFacts
-from analyzer.facts.reuse import FunctionReuse
+from analyzer.facts.reuse import Reuse
 from analyzer.profile import load_profile
 from support import MINI, real_tree
 
@@ -17,17 +17,17 @@ MACHINE = "target/i386/machine.c"
 KVM = "target/i386/kvm/kvm.c"
 
 
-def _again(path: str, before: bytes, after: bytes, role: str) -> tuple[FileFacts, FileFacts, FunctionReuse]:
+def _again(path: str, before: bytes, after: bytes, role: str) -> tuple[FileFacts, FileFacts, Reuse]:
     """`after`'s facts extracted fresh, and with what extracting `before` left to reuse."""
     profile = load_profile("i386")
-    first = FunctionReuse()
+    first = Reuse()
     extract_file(path, before, profile, role, first)
-    reuse = FunctionReuse(first.now)
+    reuse = Reuse(first.now)
     return extract_file(path, after, profile, role), extract_file(path, after, profile, role, reuse), reuse
 
 
-def _taken(reuse: FunctionReuse) -> int:
-    return sum(1 for key in reuse.now if key in reuse.before)
+def _taken(reuse: Reuse, kind: str = "function:") -> int:
+    return sum(1 for key in reuse.now if key in reuse.before and key.startswith(kind))
 
 
 @pytest.mark.parametrize(
@@ -40,8 +40,10 @@ def test_functions_moved_by_an_edit_above_them_are_taken_back_moved(path: str, r
     fresh, reused, reuse = _again(path, source, after, role)
     assert reused == fresh
     assert _taken(reuse) == len(fresh.functions) > 0 and reuse.changed  # all taken, all moved
+    if role == "vmstate":  # and the descriptions' declarations, each taken whole
+        assert _taken(reuse, "descriptions:") == len({d.line for d in fresh.descriptions}) > 0
     # Unchanged: taken as they are, and nothing new to store.
-    again = FunctionReuse(reuse.now)
+    again = Reuse(reuse.now)
     assert extract_file(path, after, load_profile("i386"), role, again) == fresh and not again.changed
 
 
@@ -57,6 +59,26 @@ def test_a_function_changed_is_extracted_and_the_others_taken() -> None:
     fresh, reused, reuse = _again(KVM, source, after, "kvm")
     assert reused == fresh
     assert _taken(reuse) == len(fresh.functions) - 1
+
+
+def test_a_description_changed_is_extracted_and_the_others_taken() -> None:
+    source = (MINI / MACHINE).read_bytes()
+    profile = load_profile("i386")
+    descriptions = extract_file(MACHINE, source, profile, "vmstate").descriptions
+    assert len(descriptions) > 2
+    # A field more in one description, under a condition: its lines, and those after, move.
+    field = source.index(b"VMSTATE_", source.index(descriptions[1].symbol.encode()))
+    line_start = source.rindex(b"\n", 0, field) + 1
+    after = (
+        source[:line_start]
+        + b"#ifdef TARGET_X86_64\n"
+        + source[line_start:field]
+        + b"VMSTATE_UINT64(env.new, X86CPU),\n#endif\n"
+        + source[line_start:]
+    )
+    fresh, reused, reuse = _again(MACHINE, source, after, "vmstate")
+    assert reused == fresh
+    assert 0 < _taken(reuse, "descriptions:") < len({d.line for d in fresh.descriptions})
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from ..cache import FactsCache
 from ..profile import Profile
 from .extract import FUNCTION_ROLES, extract_file
 from .model import FileFacts
-from .reuse import FunctionReuse
+from .reuse import Reuse
 
 if TYPE_CHECKING:  # multiprocessing is imported where workers start (~15 ms a run without them)
     import multiprocessing
@@ -199,16 +199,16 @@ class Batch:
 
     def _extract_here(self, index: int) -> FileFacts:
         """Job `index` extracted in this process; a unit's file takes back the
-        functions its last extraction here gave (facts.reuse), and leaves its own
-        for the next. (Workers extract cold runs, whose files are new.)"""
+        functions and descriptions its last extraction here gave (facts.reuse),
+        and leaves its own for the next. (Workers extract cold runs, whose files are new.)"""
         path, data, role, unit = self.jobs[index]
         if self.cache is None or unit is None or role not in FUNCTION_ROLES:
             return _extract(self.jobs[index], self.profiles)
         key = self._key(index)
-        reuse = FunctionReuse(self.cache.load_functions(key, path, role))
+        reuse = Reuse(self.cache.load_reuse(key, path, role))
         facts = extract_file(path, data, self.profiles[unit], role, reuse)
         if reuse.changed:
-            self.cache.store_functions(key, path, role, reuse.now)
+            self.cache.store_reuse(key, path, role, reuse.now)
         return facts
 
     def _receive(self, wait: bool, progress: Progress | None) -> bool:

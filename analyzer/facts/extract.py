@@ -14,7 +14,7 @@ from .code import Variable, declarator_name, declared_type, extract_function
 from .model import Description, Diagnostic, FileFacts, Function, RequiredCapability, TableEntry
 from .properties import extract_compat_arrays, extract_machines, extract_properties
 from .references import scan_references
-from .reuse import FunctionReuse, function_key, scope_digest
+from .reuse import Reuse, node_key, scope_digest
 from .vmstate import extract_codecs, extract_descriptions
 
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
@@ -156,11 +156,11 @@ FUNCTION_ROLES = frozenset({"vmstate", "kvm", "helpers", "accel", "machines", "c
 
 
 def extract_file(
-    path: str, source: bytes, profile: Profile, role: str | None = None, reuse: FunctionReuse | None = None
+    path: str, source: bytes, profile: Profile, role: str | None = None, reuse: Reuse | None = None
 ) -> FileFacts:
     """Return the facts of one file; `path` is relative to the tree root, `role` selects
-    which extractors run (None: all of them). With `reuse`, the functions its last
-    extraction gave are taken back where nothing they depend on changed."""
+    which extractors run (None: all of them). With `reuse`, the functions and
+    descriptions its last extraction gave are taken back where nothing they depend on changed."""
     if role == "references":
         # A header or device file with no description: only the names it mentions.
         return FileFacts(path=path, references=scan_references(source))
@@ -199,7 +199,7 @@ def extract_file(
     descriptions: list[Description] = []
     description_diagnostics: list[Diagnostic] = []
     for run_root, _ in runs if role in (None, "vmstate", "inventory") else ():
-        found, found_diagnostics = extract_descriptions(run_root, text, masked, path)
+        found, found_diagnostics = extract_descriptions(run_root, text, masked, path, reuse)
         descriptions += found
         description_diagnostics += found_diagnostics
     codecs = extract_codecs(root, text, path) if role in (None, "vmstate") else []
@@ -229,8 +229,8 @@ def extract_file(
             condition = masked.condition_at(node.start_byte)
             key = None
             if reuse is not None and not node.has_error:  # error recovery may read its bytes otherwise elsewhere
-                key = function_key(node, source, masked.text, text.column(node), condition, scope)
-                if (known := reuse.taken(key, text.line(node))) is not None:
+                key = node_key(node, source, masked.text, text.column(node), condition, scope)
+                if (known := reuse.function(key, text.line(node))) is not None:
                     functions.append(known)
                     continue
             try:
@@ -246,7 +246,7 @@ def extract_file(
             if function is not None:
                 functions.append(function)
                 if reuse is not None and key is not None:
-                    reuse.made(key, function)
+                    reuse.made_function(key, function)
     return FileFacts(
         path=path,
         descriptions=tuple(descriptions),

@@ -10,6 +10,7 @@ from tree_sitter import Node
 from ..preprocess import MaskedSource
 from ..syntax import Text, named_children
 from .model import Codec, Description, Diagnostic, SubsectionEntry, VMStateField
+from .reuse import Described, Reuse, node_key
 
 CALLBACKS = ("needed", "post_load", "pre_load", "pre_save")
 _OFFSETOF = re.compile(r"offsetof\((?P<type>[^,]+),(?P<member>[^)]+)\)")
@@ -94,64 +95,90 @@ def _identifier(node: Node, text: Text) -> str | None:
 
 
 def extract_descriptions(
-    root: Node, text: Text, masked: MaskedSource, path: str
+    root: Node, text: Text, masked: MaskedSource, path: str, reuse: Reuse | None = None
 ) -> tuple[list[Description], list[Diagnostic]]:
+    """The descriptions of the file's declarations, and notes on entries not understood;
+    with `reuse`, those of a declaration as it was at the last extraction taken back."""
     descriptions: list[Description] = []
     diagnostics: list[Diagnostic] = []
     for declaration in root.named_children:
         if declaration.type != "declaration" or not is_description(declaration, text):
             continue
-        storage = {text.compact(c) for c in declaration.children if c.type == "storage_class_specifier"}
-        for name_node, symbol, value in _initialized(declaration, text):
-            pairs = _designated(value, text)
-            callbacks = {key: text.compact(pairs[key]) for key in CALLBACKS if key in pairs}
-            fields: list[VMStateField] = []
-            for item in _list_items(pairs["fields"]) if "fields" in pairs else []:
-                field = _field(item, text, masked)
-                if field is None:
-                    diagnostics.append(
-                        Diagnostic(
-                            path, text.line(item), f"{symbol}: field entry not understood: {text.spaced(item)[:80]}"
-                        )
-                    )
-                elif field.macro != "VMSTATE_END_OF_LIST":
-                    fields.append(field)
-            subsections: list[SubsectionEntry] = []
-            for item in _list_items(pairs["subsections"]) if "subsections" in pairs else []:
-                if item.type == "null" or text.compact(item) in ("NULL", "0"):
-                    continue  # the list terminator
-                entry = _identifier(item, text)
-                if entry is None:
-                    diagnostics.append(
-                        Diagnostic(
-                            path,
-                            text.line(item),
-                            f"{symbol}: subsection entry not understood: {text.spaced(item)[:80]}",
-                        )
-                    )
-                    continue
-                subsections.append(SubsectionEntry(entry, text.line(item), masked.condition_at(item.start_byte)))
-            descriptions.append(
-                Description(
-                    symbol=symbol,
-                    path=path,
-                    line=text.line(name_node),
-                    column=text.column(name_node),
-                    name=string_value(pairs.get("name"), text),
-                    static="static" in storage,
-                    condition=masked.condition_at(declaration.start_byte),
-                    needed=callbacks.get("needed"),
-                    post_load=callbacks.get("post_load"),
-                    pre_load=callbacks.get("pre_load"),
-                    pre_save=callbacks.get("pre_save"),
-                    fields=tuple(fields),
-                    subsections=tuple(subsections),
-                    name_is_literal=pairs.get("name") is not None
-                    and pairs["name"].type in ("string_literal", "concatenated_string"),
-                    end_line=text.end_line(declaration),
-                )
+        key = None
+        if reuse is not None and not declaration.has_error:
+            condition = masked.condition_at(declaration.start_byte)
+            key = node_key(declaration, text.original, masked.text, text.column(declaration), condition, b"")
+            if (known := reuse.described(key, text.line(declaration))) is not None:
+                descriptions += known.descriptions
+                diagnostics += known.diagnostics
+                continue
+        first, first_diagnostic = len(descriptions), len(diagnostics)
+        _describe(declaration, text, masked, path, descriptions, diagnostics)
+        if reuse is not None and key is not None:
+            found = Described(
+                text.line(declaration), tuple(descriptions[first:]), tuple(diagnostics[first_diagnostic:])
             )
+            reuse.made_described(key, found)
     return descriptions, diagnostics
+
+
+def _describe(
+    declaration: Node,
+    text: Text,
+    masked: MaskedSource,
+    path: str,
+    descriptions: list[Description],
+    diagnostics: list[Diagnostic],
+) -> None:
+    """Add the descriptions one declaration defines, and notes on what of them is not understood."""
+    storage = {text.compact(c) for c in declaration.children if c.type == "storage_class_specifier"}
+    for name_node, symbol, value in _initialized(declaration, text):
+        pairs = _designated(value, text)
+        callbacks = {key: text.compact(pairs[key]) for key in CALLBACKS if key in pairs}
+        fields: list[VMStateField] = []
+        for item in _list_items(pairs["fields"]) if "fields" in pairs else []:
+            field = _field(item, text, masked)
+            if field is None:
+                diagnostics.append(
+                    Diagnostic(path, text.line(item), f"{symbol}: field entry not understood: {text.spaced(item)[:80]}")
+                )
+            elif field.macro != "VMSTATE_END_OF_LIST":
+                fields.append(field)
+        subsections: list[SubsectionEntry] = []
+        for item in _list_items(pairs["subsections"]) if "subsections" in pairs else []:
+            if item.type == "null" or text.compact(item) in ("NULL", "0"):
+                continue  # the list terminator
+            entry = _identifier(item, text)
+            if entry is None:
+                diagnostics.append(
+                    Diagnostic(
+                        path,
+                        text.line(item),
+                        f"{symbol}: subsection entry not understood: {text.spaced(item)[:80]}",
+                    )
+                )
+                continue
+            subsections.append(SubsectionEntry(entry, text.line(item), masked.condition_at(item.start_byte)))
+        descriptions.append(
+            Description(
+                symbol=symbol,
+                path=path,
+                line=text.line(name_node),
+                column=text.column(name_node),
+                name=string_value(pairs.get("name"), text),
+                static="static" in storage,
+                condition=masked.condition_at(declaration.start_byte),
+                needed=callbacks.get("needed"),
+                post_load=callbacks.get("post_load"),
+                pre_load=callbacks.get("pre_load"),
+                pre_save=callbacks.get("pre_save"),
+                fields=tuple(fields),
+                subsections=tuple(subsections),
+                name_is_literal=pairs.get("name") is not None
+                and pairs["name"].type in ("string_literal", "concatenated_string"),
+                end_line=text.end_line(declaration),
+            )
+        )
 
 
 def _field(item: Node, text: Text, masked: MaskedSource) -> VMStateField | None:
