@@ -116,9 +116,15 @@ class DirectoryReader:
                 if not is_directory:
                     if entry.name.endswith(suffixes):
                         found.append(self._listed(prefix + entry.name))
-                elif not entry.is_symlink() and not (prefix + entry.name + "/").startswith(exclude):
+                elif (
+                    entry.name != ".git"
+                    and not entry.is_symlink()
+                    and not (prefix + entry.name + "/").startswith(exclude)
+                ):
                     # Links to directories are not followed; excluded directories
-                    # are not entered at all: roms/ and tests/ are big.
+                    # are not entered at all: roms/ and tests/ are big. Nor is the
+                    # repository's own .git, which no revision lists either, and
+                    # where a fresh clone or commit leaves some 40,000 loose objects.
                     pending.append(prefix + entry.name + "/")
         return sorted(found)
 

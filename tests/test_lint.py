@@ -423,7 +423,18 @@ def test_revision_reader(history: dict[str, str | Path]) -> None:
 def test_directory_listing_follows_os_walk_rules(tmp_path: Path) -> None:
     from analyzer.tree import DirectoryReader
 
-    for path in ["a.c", "a.h", "notes.txt", "hw/b.c", "hw/deep/c.c", "roms/d.c", "sub/e.c", "real/f.c"]:
+    # .git/hooks/x.c: the repository's own metadata, which no revision lists either.
+    for path in [
+        "a.c",
+        "a.h",
+        "notes.txt",
+        "hw/b.c",
+        "hw/deep/c.c",
+        "roms/d.c",
+        "sub/e.c",
+        "real/f.c",
+        ".git/hooks/x.c",
+    ]:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("int x;\n")
     (tmp_path / "sub/.git").write_text("gitdir: ../.git/modules/sub\n")  # a submodule's checkout
