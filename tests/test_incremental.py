@@ -183,6 +183,60 @@ def _aged_copy(tmp_path: Path, source: Path = MINI) -> Path:
     return tree
 
 
+def test_a_revision_lists_no_directory_the_analysis_does_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import analyzer.git
+    from analyzer.audit import audit
+    from analyzer.git import RevisionReader
+    from analyzer.reports import renderer
+
+    repo = _repository(tmp_path)
+    (repo / "tests/unit").mkdir(parents=True)
+    (repo / "tests/unit/test-vmstate.c").write_text("static const VMStateDescription vmstate_test = {};\n")
+    (repo / "roms/firmware").mkdir(parents=True)
+    (repo / "roms/firmware/boot.c").write_text("int boot;\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "tests and roms")
+    listed: list[list[str]] = []
+    real = analyzer.git._Listing._ls_tree
+
+    def spy(self: object, paths: list[str], recursive: bool) -> str:
+        listed.append(paths)
+        return real(self, paths, recursive)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(analyzer.git._Listing, "_ls_tree", spy)
+    result = audit(RevisionReader(repo, "HEAD"))
+    assert listed and not any(p.startswith(("tests", "roms")) for paths in listed for p in paths)
+    assert len(listed) == 2  # the top level, then what is read below it, in one call
+    assert renderer("json")(result) == renderer("json")(audit(repo))  # as the working tree gives
+    # Asked for, a file there is listed and read all the same.
+    reader = RevisionReader(repo, "HEAD")
+    assert reader.read("roms/firmware/boot.c") == b"int boot;\n"
+    assert reader.has_directory("tests/unit") and reader.blob_id("tests/unit/test-vmstate.c")
+
+
+def test_a_tree_in_a_subdirectory_of_its_repository_is_read_at_a_revision(tmp_path: Path) -> None:
+    from analyzer.audit import audit
+    from analyzer.git import RevisionReader
+    from analyzer.reports import renderer
+
+    repo = tmp_path / "fork"
+    shutil.copytree(MINI, repo / "qemu")
+    (repo / "README").write_text("a fork's own files beside the tree\n")
+    (repo / "target").mkdir()  # the repository's own target/, not the tree's
+    (repo / "target/other.c").write_text("int other;\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "fork")
+    reader = RevisionReader(repo / "qemu", "HEAD")
+    assert reader.has_directory("target") and reader.has_directory("target/i386")
+    assert reader.read("VERSION") == (MINI / "VERSION").read_bytes()
+    assert "target/i386/machine.c" in reader.c_files() and "target/other.c" not in reader.c_files()
+    assert reader.read("README") is None
+    assert renderer("json")(audit(reader)) == renderer("json")(audit(repo / "qemu"))
+
+
 def test_a_same_length_edit_in_the_stamps_tick_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from analyzer.audit import audit
     from analyzer.cache import FactsCache
@@ -278,7 +332,7 @@ def test_an_analysed_revision_is_answered_by_its_tree_id_without_listing_it(
     def no_listing(*args: object) -> None:
         raise AssertionError("the revision was listed")
 
-    monkeypatch.setattr(analyzer.git, "_list_tree", no_listing)
+    monkeypatch.setattr(analyzer.git, "_Listing", no_listing)
     assert audit_findings(RevisionReader(repo, "HEAD"), cache=cache) == expected  # the new commit's tree is known
     assert audit(RevisionReader(repo, "HEAD"), cache=cache).findings == expected  # its analyses too
     # Other rule settings are another key: with VG001 off, no VG001 comes back from the cache.
