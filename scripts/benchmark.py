@@ -9,7 +9,9 @@ not the seconds. Each floor is what the command cannot avoid: starting
 Python and importing tree-sitter, then a bare parse of exactly the files, or
 spans of files, it parses (the inventory's description definitions, a CPU's
 properties), no more. The pre-merge rows are whole processes, min/median/max
-over --runs runs; a `check` row makes a new one-line edit in
+over --runs runs, each run followed by a run of its floor (the ratio's two
+sides in turns, so that what the machine does meanwhile weighs on both); a
+`check` row makes a new one-line edit in
 target/i386/machine.c (a new commit, for the two-revision row) before each
 run, so each is the first run after a change, with the cache warm from the
 runs before. Peak memory is the largest resident size of the cold audit's
@@ -98,26 +100,40 @@ class Runner:
         self.env = {**environment, "VMSTATE_GUARD_CACHE": str(cache), "PYTHONPYCACHEPREFIX": pycache}
         self.edits = 0
 
-    def time(self, argv: list[str], before: Callable[[], None] | None = None) -> list[float]:
-        times = []
+    def _once(self, argv: list[str]) -> float:
+        start = time.perf_counter()
+        subprocess.run(argv, env=self.env, cwd=self.repo, stdout=subprocess.DEVNULL, check=False)
+        return time.perf_counter() - start
+
+    def _floor_argv(self, jobs: list[ParseJob]) -> list[str]:
+        """A whole run of parse_floor.py on `jobs`."""
+        saved = self.repo.parent / f"floor-{len(jobs)}.pickle"
+        saved.write_bytes(pickle.dumps(jobs))
+        return [sys.executable, str(Path(__file__).resolve().parent / "parse_floor.py"), str(saved)]
+
+    def floor(self, jobs: list[ParseJob]) -> list[float]:
+        """Whole runs of the floor alone."""
+        argv = self._floor_argv(jobs)
+        return [self._once(argv) for _ in range(self.runs)]
+
+    def row(
+        self, args: Sequence[str], jobs: list[ParseJob], before: Callable[[], None] | None = None
+    ) -> tuple[list[float], list[float]]:
+        """Whole runs of vmstate-guard and of its floor (parse_floor.py on `jobs`),
+        in turns: the machine's state (a writeback, another tenant, its clock)
+        weighs on the pairs alike, rather than on one column. `before` makes each
+        tool run's change; the first runs of each are warm-ups, not counted."""
+        argv = [sys.executable, "-m", "analyzer", *args, "--format", "json", "--quiet"]
+        floor_argv = self._floor_argv(jobs)
+        self._once(argv)
+        self._once(floor_argv)
+        tool, floor = [], []
         for _ in range(self.runs):
             if before is not None:
                 before()
-            start = time.perf_counter()
-            subprocess.run(argv, env=self.env, cwd=self.repo, stdout=subprocess.DEVNULL, check=False)
-            times.append(time.perf_counter() - start)
-        return times
-
-    def tool(self, *args: str, before: Callable[[], None] | None = None) -> list[float]:
-        argv = [sys.executable, "-m", "analyzer", *args, "--format", "json", "--quiet"]
-        subprocess.run(argv, env=self.env, cwd=self.repo, stdout=subprocess.DEVNULL, check=False)  # warm up
-        return self.time(argv, before)
-
-    def floor(self, jobs: list[ParseJob]) -> list[float]:
-        """Whole runs of parse_floor.py on `jobs`."""
-        saved = self.repo.parent / f"floor-{len(jobs)}.pickle"
-        saved.write_bytes(pickle.dumps(jobs))
-        return self.time([sys.executable, str(Path(__file__).resolve().parent / "parse_floor.py"), str(saved)])
+            tool.append(self._once(argv))
+            floor.append(self._once(floor_argv))
+        return tool, floor
 
     def edit(self, commit: bool = False) -> None:
         """A new one-line change in machine.c, committed when asked."""
@@ -193,29 +209,28 @@ def main() -> None:
         repo = _repository(args.tree, Path(scratch))
         run = Runner(repo, Path(scratch) / "cache", args.runs)
         start_floor = run.floor([])
-        change_floor = run.floor(machine_twice)
         print("\n| command | min / median / max | floor | median / floor | target |")
         print("|---|---|---|---|---|")
         print(_row("Python start, tree-sitter import", start_floor, start_floor, ""))
-        check_head = run.tool("check", ".", "--base", "HEAD", before=run.edit)
-        print(_row("`check . --base HEAD`, one line changed, all targets", check_head, change_floor, "5x"))
-        check_i386 = run.tool("check", ".", "--base", "HEAD", "--target", "i386", before=run.edit)
-        print(_row("`check . --base HEAD --target i386`", check_i386, change_floor, "5x"))
+        check_head, floor = run.row(["check", ".", "--base", "HEAD"], machine_twice, before=run.edit)
+        print(_row("`check . --base HEAD`, one line changed, all targets", check_head, floor, "5x"))
+        check_i386, floor = run.row(["check", ".", "--base", "HEAD", "--target", "i386"], machine_twice, run.edit)
+        print(_row("`check . --base HEAD --target i386`", check_i386, floor, "5x"))
         subprocess.run(["git", "commit", "-qam", "edit"], cwd=repo, check=True)
-        between = run.tool("check", ".", "--base", "HEAD~1", "--head", "HEAD", before=lambda: run.edit(commit=True))
+        between, floor = run.row(
+            ["check", ".", "--base", "HEAD~1", "--head", "HEAD"], machine_twice, lambda: run.edit(commit=True)
+        )
         ratio = statistics.median(between) / statistics.median(check_head)
         print(
-            _row("`check . --base HEAD~1 --head HEAD`, one line, all targets", between, change_floor, "")
+            _row("`check . --base HEAD~1 --head HEAD`, one line, all targets", between, floor, "")
             + f" {ratio:.2f}x the working-tree check (target: 1.5x)"
         )
-        same = run.tool("check", ".", "--base", "HEAD~0", "--head", "HEAD")
-        print(_row("`check . --base HEAD~0 --head HEAD`", same, start_floor, "nothing to do"))
-        warm_floor = run.floor(i386_units)
-        warm = run.tool("audit", ".", "--target", "i386")
-        print(_row(f"`audit . --target i386`, warm (floor: its {len(i386_units)} files)", warm, warm_floor, "2x"))
-        cold_i386 = run.tool("audit", ".", "--target", "i386", "--no-cache")
-        cold_floor = run.floor(i386_jobs)
-        print(_row(f"`audit . --target i386 --no-cache` (floor: {len(i386_paths)} files)", cold_i386, cold_floor, ""))
+        same, floor = run.row(["check", ".", "--base", "HEAD~0", "--head", "HEAD"], [])
+        print(_row("`check . --base HEAD~0 --head HEAD`", same, floor, "nothing to do"))
+        warm, floor = run.row(["audit", ".", "--target", "i386"], i386_units)
+        print(_row(f"`audit . --target i386`, warm (floor: its {len(i386_units)} files)", warm, floor, "2x"))
+        cold_i386, floor = run.row(["audit", ".", "--target", "i386", "--no-cache"], i386_jobs)
+        print(_row(f"`audit . --target i386 --no-cache` (floor: {len(i386_paths)} files)", cold_i386, floor, ""))
 
 
 if __name__ == "__main__":
