@@ -398,6 +398,16 @@ def _inventory_extracted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return extracted
 
 
+def _loader_audited(tmp_path: Path) -> tuple[Path, Path]:
+    """An aged copy of qemu-loader (a CPU and four devices), audited once into a cache: (tree, cache directory)."""
+    from analyzer.audit import audit
+    from analyzer.cache import FactsCache
+
+    tree = _aged_copy(tmp_path, MINI.parent / "qemu-loader")
+    audit(tree, cache=FactsCache(tmp_path / "cache"))
+    return tree, tmp_path / "cache"
+
+
 def test_descriptions_moved_in_a_unit_rerun_the_tree_wide_rules_on_the_cached_inventory_part(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -406,9 +416,7 @@ def test_descriptions_moved_in_a_unit_rerun_the_tree_wide_rules_on_the_cached_in
     from analyzer.cache import FactsCache
     from analyzer.reports import renderer
 
-    tree = _aged_copy(tmp_path, MINI.parent / "qemu-loader")
-    cache_dir = tmp_path / "cache"
-    audit(tree, cache=FactsCache(cache_dir))
+    tree, cache_dir = _loader_audited(tmp_path)
     # A line more at the top of machine.c: every description of the unit moves,
     # so the tree-wide rules run again, on the devices' part as it was cached.
     machine = tree / "target/i386/machine.c"
@@ -430,9 +438,7 @@ def test_a_device_changed_reads_the_other_devices_facts_from_the_snapshot(
     from analyzer.cache import FactsCache
     from analyzer.reports import renderer
 
-    tree = _aged_copy(tmp_path, MINI.parent / "qemu-loader")
-    cache_dir = tmp_path / "cache"
-    audit(tree, cache=FactsCache(cache_dir))
+    tree, cache_dir = _loader_audited(tmp_path)
     foo = tree / "hw/misc/foo.c"
     foo.write_text(foo.read_text().replace('.name = "fo0/clock"', '.name = "foo/clock"'))
     extracted = _inventory_extracted(monkeypatch)
@@ -451,9 +457,8 @@ def test_a_snapshot_without_a_files_facts_has_it_extracted_again(
     from analyzer.inventory import TreeSnapshot
     from analyzer.reports import renderer
 
-    tree = _aged_copy(tmp_path, MINI.parent / "qemu-loader")
-    cache = FactsCache(tmp_path / "cache")
-    audit(tree, cache=cache)
+    tree, cache_dir = _loader_audited(tmp_path)
+    cache = FactsCache(cache_dir)
     key = key_of(("snapshot", os.path.realpath(tree)))
     snapshot = cache.load_entry("trees", key, TreeSnapshot)
     assert snapshot is not None and "hw/misc/bar.c" in snapshot.facts.get()
