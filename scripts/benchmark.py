@@ -202,7 +202,9 @@ def main() -> None:
     print(f"tree: {args.tree} ({len(jobs)} files parsed, {size / 1e6:.1f} MB), {workers} cores")
     print(f"bare parse of what the audit parses: {baseline:.3f} s; on {workers} processes: {parallel_baseline:.3f} s")
     print(f"cold audit: {cold:.3f} s ({cold / baseline:.2f}x); on {workers} processes: {cold_parallel:.3f} s")
-    print(f"ratio parallel cold audit / parallel bare parse: {cold_parallel / parallel_baseline:.2f} (target: 1.3)")
+    # The target is the "no slower than today": the ratio to compare with
+    # is an older checkout's, measured by this script on the same machine.
+    print(f"ratio parallel cold audit / parallel bare parse: {cold_parallel / parallel_baseline:.2f}")
     print(f"peak memory: {peak_mb:.0f} MB (largest worker process: {worker_mb:.0f} MB; target: 400 MB)")
 
     with tempfile.TemporaryDirectory() as scratch:
