@@ -70,7 +70,9 @@ class _Listing:
 
     def _ls_tree(self, paths: list[str], recursive: bool) -> str:
         options = ["-r", "-t"] if recursive else []
-        command = ["git", "-C", str(self.repo), "ls-tree", "--full-tree", *options, "-z", self.commit, "--", *paths]
+        # Literal: a directory named `:x` is not pathspec magic to git, but a name.
+        command = ["git", "--literal-pathspecs", "-C", str(self.repo), "ls-tree", "--full-tree", *options, "-z"]
+        command += [self.commit, "--", *paths]
         try:
             done = subprocess.run(command, capture_output=True, check=False)
         except FileNotFoundError:

@@ -216,6 +216,19 @@ def test_a_revision_lists_no_directory_the_analysis_does_not_read(
     assert reader.has_directory("tests/unit") and reader.blob_id("tests/unit/test-vmstate.c")
 
 
+def test_a_directory_whose_name_git_would_read_as_pathspec_magic_is_listed(tmp_path: Path) -> None:
+    from analyzer.git import RevisionReader
+
+    repo = _repository(tmp_path)
+    (repo / ":x").mkdir()
+    (repo / ":x/dev.c").write_text("static const VMStateDescription vmstate_dev = {};\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a directory named :x")
+    reader = RevisionReader(repo, "HEAD")
+    assert ":x/dev.c" in reader.c_files()
+    assert reader.read(":x/dev.c") == (repo / ":x/dev.c").read_bytes()
+
+
 def test_a_tree_in_a_subdirectory_of_its_repository_is_read_at_a_revision(tmp_path: Path) -> None:
     from analyzer.audit import audit
     from analyzer.git import RevisionReader
