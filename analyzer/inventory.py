@@ -82,9 +82,11 @@ def inventory_part(
     problems = tuple((p, entries[p].problem or "") for p in paths if entries[p].problem is not None)
     readable = tuple(p for p in paths if entries[p].problem is None)
     ordered = [facts[p] for p in readable]
-    descriptions, diagnostics = collect_descriptions(list(problems), ordered, {})
+    descriptions = sorted((d for ff in ordered for d in ff.descriptions), key=lambda d: (d.path, d.line))
+    diagnostics = [Diagnostic(path, 0, f"skipped: {problem}") for path, problem in problems]
+    diagnostics += [d for ff in ordered for d in ff.diagnostics]
     references = tuple((ff.path, ff.references) for ff in ordered if ff.references)
-    return InventoryPart(Deferred(descriptions), Deferred(references), readable, problems, diagnostics)
+    return InventoryPart(Deferred(tuple(descriptions)), Deferred(references), readable, problems, tuple(diagnostics))
 
 
 class InventoryScan(Record):
@@ -190,7 +192,7 @@ def description_files(
 
 
 def inventory_facts(facts: FileFacts) -> FileFacts:
-    """What collect_descriptions and the tree-wide rules read of an inventory file's facts.
+    """What inventory_part and the tree-wide rules read of an inventory file's facts.
 
     Not the descriptions' field lists: those rules read how descriptions are
     named, listed and registered, and some 5,000 fields would be most of what
@@ -203,16 +205,3 @@ def inventory_facts(facts: FileFacts) -> FileFacts:
         # these rules read; a subsection entry we could not read is.
         diagnostics=tuple(d for d in facts.diagnostics if "subsection entry not understood" in d.message),
     )
-
-
-def collect_descriptions(
-    problems: list[tuple[str, str]], facts: list[FileFacts], known: dict[str, tuple[Description, ...]]
-) -> tuple[tuple[Description, ...], tuple[Diagnostic, ...]]:
-    """Descriptions and notes from the inventory facts of the tree's files (inventory_facts),
-    the (path, why) of those unusable, and `known` ones."""
-    descriptions: list[Description] = [d for found in known.values() for d in found]
-    diagnostics = [Diagnostic(path, 0, f"skipped: {problem}") for path, problem in problems]
-    for file_facts in facts:
-        descriptions.extend(file_facts.descriptions)  # none from `references` files
-        diagnostics.extend(file_facts.diagnostics)
-    return tuple(sorted(descriptions, key=lambda d: (d.path, d.line))), tuple(diagnostics)

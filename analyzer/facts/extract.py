@@ -228,7 +228,7 @@ def extract_file(
         for node in definitions:
             condition = masked.condition_at(node.start_byte)
             key = None
-            if reuse is not None and not node.has_error:  # error recovery may read its bytes otherwise elsewhere
+            if reuse is not None and not node.has_error:  # error recovery may read the same bytes otherwise
                 key = node_key(node, source, masked.text, text.column(node), condition, scope)
                 if (known := reuse.function(key, text.line(node))) is not None:
                     functions.append(known)
